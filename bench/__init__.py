@@ -1,0 +1,1 @@
+"""Running benchmarks: sessions over a server, run directories, progress display, result tables."""

@@ -1,0 +1,75 @@
+"""Progress reporting as a protocol: Rich for a terminal, plain lines for logs and CI."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Protocol
+
+
+class Display(Protocol):
+    def start(self, total_sessions: int, title: str) -> None: ...
+    def session_done(self, label: str, detail: str) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainDisplay:
+    """One line per finished session, on stderr."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.total = 0
+        self.done = 0
+        self.started = time.monotonic()
+
+    def start(self, total_sessions: int, title: str) -> None:
+        self.total, self.done, self.started = total_sessions, 0, time.monotonic()
+        print(f"{title}: {total_sessions} sessions", file=self.stream, flush=True)
+
+    def session_done(self, label: str, detail: str) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        print(f"[{self.done}/{self.total}] {label} {detail} ({elapsed:.0f}s)", file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichDisplay:
+    """A progress bar with the last finished session beside it."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=self.console,
+        )
+        self.task_id = None
+
+    def start(self, total_sessions: int, title: str) -> None:
+        self.progress.start()
+        self.task_id = self.progress.add_task(title, total=total_sessions, last="")
+
+    def session_done(self, label: str, detail: str) -> None:
+        self.progress.update(self.task_id, advance=1, last=f"{label} {detail}")
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_display() -> Display:
+    return RichDisplay() if sys.stderr.isatty() else PlainDisplay()

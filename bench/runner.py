@@ -1,0 +1,148 @@
+"""Running sessions: each sample of each task, in each mode, as one SGLang program run.
+
+One record per session turn goes to samples.jsonl as soon as the session ends; a session that fails
+(e.g. the server rejects a request) is recorded with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import rundir
+from bench.display import Display
+from bench.summary import reuse, summarize
+from data.sample import Sample
+from programs.base import TaskSpec
+from runtime.backend import Connection
+from runtime.errors import RuntimeFailure
+from runtime.server import is_healthy
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Everything that decides what a bench run computes (recorded in header.json)."""
+
+    tasks: tuple[str, ...] = ("kv",)
+    modes: tuple[str, ...] = ("multi-turn", "multi-request")
+    num_samples: int = 3
+    context_tokens: int = 2000
+    num_turns: int = 4
+    seed: int = 0
+    data: str | None = None  # None: the offline generator; else a local file/folder or "hub"
+    history: str = "gold"
+    max_turns: int | None = None
+    chat_template: bool = True
+    # Empty the radix cache before each session, so a session's reuse comes from itself alone (the
+    # same sample in another mode would otherwise leave its prompts cached).
+    flush_between_sessions: bool = True
+
+
+@dataclass
+class SessionOutcome:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def load_task_samples(task: TaskSpec, spec: BenchSpec, count_tokens, on_skip) -> list[Sample]:
+    from data.generators import GENERATORS
+    from data.loader import load_samples
+
+    if spec.data is None:
+        if task.name not in GENERATORS:
+            raise RuntimeFailure(f"task '{task.name}' has no offline generator; pass --data")
+        return GENERATORS[task.name](
+            count_tokens,
+            num_samples=spec.num_samples,
+            context_tokens=spec.context_tokens,
+            num_turns=spec.num_turns,
+            seed=spec.seed,
+        )
+    source = None if spec.data == "hub" else spec.data
+    return load_samples(task.config, source, limit=spec.num_samples, on_skip=on_skip)
+
+
+def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens) -> SessionOutcome:
+    from programs import get_program
+
+    program = get_program(task.name, mode)
+    kwargs: dict[str, Any] = {"sample": sample, "chat": conn.chat, "max_turns": spec.max_turns}
+    if mode == "multi-turn":
+        kwargs["history"] = spec.history
+    started = time.monotonic()
+    try:
+        if spec.flush_between_sessions:
+            conn.backend.flush_cache()
+        state = program.run(backend=conn.backend, **kwargs)
+        failure = state.error() if hasattr(state, "error") else None
+        results = state.ret_value
+    except Exception as err:  # a request the server rejected, a dropped connection
+        failure, results = err, None
+    seconds = time.monotonic() - started
+    base = {"task": task.name, "mode": mode, "sample_id": sample.id}
+    if failure is not None or results is None:
+        return SessionOutcome([{**base, "error": f"{type(failure).__name__}: {failure}"}], str(failure), seconds)
+
+    context_tokens = count_tokens(sample.context)
+    records = []
+    for result in results:
+        turn = sample.turns[result["turn"]]
+        records.append({
+            **base,
+            **result,
+            "question": turn.question,
+            "gold": turn.answer,
+            "score": task.score(result["prediction"], turn, sample),
+            "context_tokens": context_tokens,
+            "new_prefill_tokens": None if result["prompt_tokens"] is None else result["prompt_tokens"] - (result["cached_tokens"] or 0),
+            "session_seconds": seconds,
+        })
+    return SessionOutcome(records, None, seconds)
+
+
+def run_bench(spec: BenchSpec, conn: Connection, run_dir: Path, display: Display, header: dict[str, Any]) -> dict[str, Any]:
+    """Runs every session, writing records as they finish; returns the summary."""
+    from data.generators import token_counter
+    from programs import get_task
+
+    header = {**header, "spec": asdict(spec)}
+    rundir.write_json_atomic(run_dir / rundir.HEADER, header)
+    count_tokens = token_counter(conn.tokenizer)
+    samples_path = run_dir / rundir.SAMPLES
+
+    def on_skip(ref: str, reason: str) -> None:
+        display.message(f"skipped {ref}: {reason}")
+
+    work = []
+    for task_name in spec.tasks:
+        task = get_task(task_name)
+        samples = load_task_samples(task, spec, count_tokens, on_skip)
+        if not samples:
+            display.message(f"{task.name}: no usable samples")
+        work += [(task, mode, sample) for mode in spec.modes for sample in samples]
+
+    display.start(len(work), f"bench {','.join(spec.tasks)}")
+    started = time.monotonic()
+    try:
+        for task, mode, sample in work:
+            outcome = run_session(conn, task, sample, mode, spec, count_tokens)
+            for record in outcome.records:
+                rundir.append_jsonl(samples_path, record)
+            if outcome.error:
+                if not is_healthy(conn.url):
+                    raise RuntimeFailure(f"the SGLang server at {conn.url} stopped answering: {outcome.error}")
+                display.session_done(f"{task.name}/{mode}/{sample.id}", f"failed: {outcome.error}")
+                continue
+            scores = " ".join(f"{r['score']:.0f}" for r in outcome.records)
+            reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
+            display.session_done(f"{task.name}/{mode}/{sample.id}", f"scores {scores} reuse {reuses} {outcome.seconds:.1f}s")
+    finally:
+        display.close()
+        summary = summarize(rundir.read_jsonl(samples_path))
+        summary["wall_seconds"] = round(time.monotonic() - started, 2)
+        rundir.write_json_atomic(run_dir / rundir.SUMMARY, summary)
+    return summary
+

@@ -1,0 +1,32 @@
+"""SharedContextBench on SGLang: `python cli.py --help`.
+
+Thin root: commands live in `commands/`, and nothing heavy (torch, SGLang) is imported until a
+command runs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from commands.bench import bench
+
+app = typer.Typer(
+    help="SharedContextBench (SCBench) on the SGLang runtime.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(bench)
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of this project and the runtime it uses."""
+    from commands.bench import _versions
+
+    for name, value in _versions().items():
+        typer.echo(f"{name} {value}")
+
+
+if __name__ == "__main__":
+    app()

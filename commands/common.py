@@ -1,0 +1,35 @@
+"""What every command shares: option parsing helpers and one-line error handling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import typer
+
+from runtime.errors import RuntimeFailure, UsageError
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Known errors print one line (`SCBENCH_DEBUG=1` shows the traceback); usage errors exit 2."""
+    try:
+        yield
+    except UsageError as err:
+        if os.environ.get("SCBENCH_DEBUG") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except RuntimeFailure as err:
+        if os.environ.get("SCBENCH_DEBUG") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None

@@ -1,0 +1,61 @@
+"""Retr.KV: a JSON object of random UUID key/value pairs; each turn asks one key's value.
+
+Keys are asked at depths spread evenly over the object (turn i of n at depth (i + 0.5) / n), so a
+session probes the start, middle and end of the context.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable
+
+from data.generators.sizing import largest_fitting
+from data.sample import Sample, Turn
+
+QUESTION = 'Key: "{key}"\nThe value associated with the specified key is: '
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def kv_context(pairs: list[tuple[str, str]]) -> str:
+    return "JSON data:\n" + json.dumps(dict(pairs), ensure_ascii=False)
+
+
+def generate_kv(
+    count_tokens: Callable[[str], int],
+    *,
+    num_samples: int,
+    context_tokens: int,
+    num_turns: int,
+    seed: int,
+) -> list[Sample]:
+    if num_samples < 1 or num_turns < 1:
+        raise ValueError("num_samples and num_turns must be at least 1")
+    rng = random.Random(seed)
+    samples = []
+    for index in range(num_samples):
+        # Draw more pairs than can fit, then keep the longest prefix that fits the budget.
+        upper = max(num_turns, context_tokens // 8)
+        pool = [(_uuid(rng), _uuid(rng)) for _ in range(upper)]
+        n = largest_fitting(lambda k: kv_context(pool[:k]), count_tokens, context_tokens, upper)
+        if n < num_turns:
+            raise ValueError(f"context_tokens={context_tokens} fits only {n} pairs; need at least {num_turns}")
+        pairs = pool[:n]
+        depths = [int((i + 0.5) / num_turns * n) for i in range(num_turns)]
+        turns = tuple(
+            Turn(question=QUESTION.format(key=pairs[d][0]), answer=pairs[d][1], extras={"depth": round(d / n, 3)})
+            for d in depths
+        )
+        samples.append(
+            Sample(
+                id=f"kv-{seed}-{index}",
+                context=kv_context(pairs),
+                turns=turns,
+                metadata={"num_pairs": n, "seed": seed, "synthetic": True},
+            )
+        )
+    return samples

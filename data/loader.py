@@ -1,0 +1,103 @@
+"""Loads SCBench rows: from the Hugging Face hub (`microsoft/SCBench`) or from local files in the
+same schema (JSONL / JSON / parquet files, or a folder laid out like the hub repository).
+
+Malformed rows are reported (through `on_skip`) and skipped; the run goes on with the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from data.sample import MalformedRow, Sample, sample_from_row
+from runtime.errors import UsageError
+
+HF_REPO = "microsoft/SCBench"
+# All 12 configs of the hub dataset, in the paper's order.
+CONFIGS = (
+    "scbench_kv",
+    "scbench_prefix_suffix",
+    "scbench_vt",
+    "scbench_repoqa",
+    "scbench_qa_eng",
+    "scbench_qa_chn",
+    "scbench_choice_eng",
+    "scbench_many_shot",
+    "scbench_mf",
+    "scbench_summary",
+    "scbench_summary_with_needles",
+    "scbench_repoqa_and_kv",
+)
+_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def _load_hf_rows(config: str, source: str | None):
+    """Rows as a `datasets.Dataset` (imported lazily: it is heavy)."""
+    import datasets
+
+    if source is None:
+        try:
+            return datasets.load_dataset(HF_REPO, config, split="test")
+        except Exception as err:  # the hub raises many types (offline, auth, missing config)
+            raise UsageError(
+                f"could not load {HF_REPO}/{config} from the hub ({type(err).__name__}); "
+                "pass --data PATH to a local JSONL/parquet file or a folder laid out like the hub repo"
+            ) from err
+    path = Path(source).expanduser()
+    if path.is_dir():
+        sub = path / config
+        data_dir = config if sub.is_dir() else None
+        files = sorted(p for p in (sub if data_dir else path).iterdir() if p.suffix in _FILE_BUILDERS)
+        if not files:
+            raise UsageError(f"--data {source}: no .jsonl/.json/.parquet files for {config} in that folder")
+        builder = _FILE_BUILDERS[files[0].suffix]
+        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+    if path.is_file():
+        if path.suffix not in _FILE_BUILDERS:
+            raise UsageError(f"--data {source}: unsupported file type; accepted: .jsonl, .json, .parquet")
+        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
+    raise UsageError(f"--data {source}: no such file or folder")
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, object]]:
+    """Reads a JSONL file line by line, so one broken line costs one row, not the file."""
+    import json
+
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield lineno, MalformedRow(f"invalid JSON: {err.msg}")
+
+
+def load_samples(
+    config: str,
+    source: str | None = None,
+    *,
+    limit: int | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[Sample]:
+    """Validated samples of one SCBench config; `on_skip(row_ref, reason)` hears about bad rows."""
+    if config not in CONFIGS:
+        raise UsageError(f"unknown config '{config}'; valid: {', '.join(CONFIGS)}")
+    if source is not None and Path(source).suffix == ".jsonl" and Path(source).is_file():
+        rows: Iterator[tuple[int | str, object]] = _read_jsonl(Path(source))
+    else:
+        rows = ((i, row) for i, row in enumerate(_load_hf_rows(config, source)))
+    samples: list[Sample] = []
+    for ref, row in rows:
+        try:
+            if isinstance(row, MalformedRow):
+                raise row
+            samples.append(sample_from_row(row))
+        except MalformedRow as err:
+            row_id = row.get("id") if isinstance(row, dict) else None
+            if on_skip is not None:
+                on_skip(f"row {ref}" + (f" (id {row_id})" if row_id is not None else ""), str(err))
+            continue
+        if limit is not None and len(samples) >= limit:
+            break
+    return samples

@@ -1,0 +1,71 @@
+"""One SCBench session: a shared context and the turns asked over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class MalformedRow(ValueError):
+    """A dataset row that does not fit the SCBench schema; the loader reports and skips it."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question over the shared context, with its gold answer.
+
+    `answer` is a string for most tasks and a list of strings for Retr.MultiHop; `extras` keeps the
+    turn's other fields (e.g. `task` in the Mix configs, `name` in RepoQA, `options`).
+    """
+
+    question: str
+    answer: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A session: `context` is shared by every turn; `metadata` holds the row's other fields."""
+
+    id: str
+    context: str
+    turns: tuple[Turn, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        """The SCBench row layout (what the HF dataset and our JSONL files hold)."""
+        return {
+            "id": self.id,
+            "context": self.context,
+            "multi_turns": [{"input": t.question, "answer": t.answer, **t.extras} for t in self.turns],
+            **self.metadata,
+        }
+
+
+def sample_from_row(row: dict[str, Any]) -> Sample:
+    """Validate one SCBench row; raises MalformedRow saying what is wrong."""
+    if not isinstance(row, dict):
+        raise MalformedRow(f"row is {type(row).__name__}, expected an object")
+    for key in ("id", "context", "multi_turns"):
+        if key not in row:
+            raise MalformedRow(f"missing field '{key}'")
+    context = row["context"]
+    if isinstance(context, list):  # Math.Find stores the array itself; the prompt prints it as a list
+        context = str(context)
+    if not isinstance(context, str) or not context:
+        raise MalformedRow("'context' must be a non-empty string (or a list for Math.Find)")
+    turns_raw = row["multi_turns"]
+    if not isinstance(turns_raw, list) or not turns_raw:
+        raise MalformedRow("'multi_turns' must be a non-empty list")
+    turns = []
+    for i, turn in enumerate(turns_raw):
+        if not isinstance(turn, dict) or "input" not in turn or "answer" not in turn:
+            raise MalformedRow(f"multi_turns[{i}] needs 'input' and 'answer'")
+        if not isinstance(turn["input"], str):
+            raise MalformedRow(f"multi_turns[{i}].input must be a string")
+        if turn["answer"] is None:
+            raise MalformedRow(f"multi_turns[{i}].answer is null")
+        extras = {k: v for k, v in turn.items() if k not in ("input", "answer")}
+        turns.append(Turn(question=turn["input"], answer=turn["answer"], extras=extras))
+    metadata = {k: v for k, v in row.items() if k not in ("id", "context", "multi_turns")}
+    return Sample(id=str(row["id"]), context=context, turns=tuple(turns), metadata=metadata)

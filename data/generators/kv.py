@@ -38,10 +38,15 @@ def generate_kv(
     rng = random.Random(seed)
     samples = []
     for index in range(num_samples):
-        # Draw more pairs than can fit, then keep the longest prefix that fits the budget.
-        upper = max(num_turns, context_tokens // 8)
-        pool = [(_uuid(rng), _uuid(rng)) for _ in range(upper)]
-        n = largest_fitting(lambda k: kv_context(pool[:k]), count_tokens, context_tokens, upper)
+        # Draw pairs lazily while sizing, then keep the longest prefix that fits the budget.
+        pool: list[tuple[str, str]] = []
+
+        def build(k: int) -> str:
+            while len(pool) < k:
+                pool.append((_uuid(rng), _uuid(rng)))
+            return kv_context(pool[:k])
+
+        n = largest_fitting(build, count_tokens, context_tokens, start=max(16, context_tokens // 40))
         if n < num_turns:
             raise ValueError(f"context_tokens={context_tokens} fits only {n} pairs; need at least {num_turns}")
         pairs = pool[:n]

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def largest_fitting(build: Callable[[int], str], count_tokens: Callable[[str], int], budget: int, upper: int) -> int:
-    """The largest n in [1, upper] with count_tokens(build(n)) <= budget (1 if none fits).
+def largest_fitting(build: Callable[[int], str], count_tokens: Callable[[str], int], budget: int, start: int = 16) -> int:
+    """The largest n >= 1 with count_tokens(build(n)) <= budget (1 if none fits).
 
-    Token counts grow monotonically with n for every context we build, so a binary search needs
-    about log2(upper) tokenizations.
+    `build(n)` must accept any n (generators extend their pool lazily). Token counts grow
+    monotonically with n for every context we build: the upper bound doubles until it overflows,
+    then a binary search needs about log2(n) more tokenizations.
     """
-    lo, hi = 1, upper
+    lo, hi = 1, max(2, start)
+    while count_tokens(build(hi)) <= budget:
+        lo, hi = hi, hi * 2
+    hi -= 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if count_tokens(build(mid)) <= budget:

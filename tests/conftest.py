@@ -1,0 +1,47 @@
+"""Shared fixtures: the tiny test model and one real SGLang server serving it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# One torch thread: two threads stall under load on these small machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    from tests.tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def sglang_server(tiny_model_path, tmp_path_factory):
+    """A real SGLang server (CPU engine) on the tiny model, shared by the whole test session."""
+    from runtime.server import ManagedServer, ServerOptions
+
+    work = tmp_path_factory.mktemp("server")
+    options = ServerOptions(model_path=str(tiny_model_path), device="cpu", max_total_tokens=16384)
+    with ManagedServer(options, work / "server.log", work / "cache") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def connection(sglang_server):
+    from runtime.backend import connect
+
+    return connect(sglang_server.url)

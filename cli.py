@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from commands import data
 from commands.bench import bench
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(bench)
+app.add_typer(data.app, name="data")
 
 
 @app.command()

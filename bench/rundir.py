@@ -7,6 +7,7 @@ flight and never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -34,18 +35,31 @@ def create_run_dir(root: Path, name: str) -> Path:
     raise RuntimeError(f"could not create a run directory under {root}")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+@contextlib.contextmanager
+def _atomic_writer(path: Path):
+    """A text handle on a temporary sibling of `path`, fsynced and renamed onto it on success."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
-            fh.write("\n")
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    with _atomic_writer(path) as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def write_jsonl_atomic(path: Path, records: list[dict[str, Any]]) -> None:
+    with _atomic_writer(path) as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -38,6 +38,8 @@ class BenchSpec:
     # Empty the radix cache before each session, so a session's reuse comes from itself alone (the
     # same sample in another mode would otherwise leave its prompts cached).
     flush_between_sessions: bool = True
+    # SCBench's --max_seq_length: the first prompt is cut in the middle to fit (None: no cut).
+    max_seq_len: int | None = None
 
 
 @dataclass
@@ -47,13 +49,22 @@ class SessionOutcome:
     seconds: float = 0.0
 
 
+def data_source(task: TaskSpec, spec: BenchSpec) -> str:
+    """Where a task's samples come from: 'generator', 'fixtures', 'hub' or a path."""
+    from data.generators import GENERATORS
+    from data.loader import FIXTURES
+
+    if spec.data is not None:
+        return spec.data
+    return "generator" if task.name in GENERATORS else FIXTURES
+
+
 def load_task_samples(task: TaskSpec, spec: BenchSpec, count_tokens, on_skip) -> list[Sample]:
     from data.generators import GENERATORS
     from data.loader import load_samples
 
-    if spec.data is None:
-        if task.name not in GENERATORS:
-            raise RuntimeFailure(f"task '{task.name}' has no offline generator; pass --data")
+    source = data_source(task, spec)
+    if source == "generator":
         return GENERATORS[task.name](
             count_tokens,
             num_samples=spec.num_samples,
@@ -61,13 +72,36 @@ def load_task_samples(task: TaskSpec, spec: BenchSpec, count_tokens, on_skip) ->
             num_turns=spec.num_turns,
             seed=spec.seed,
         )
-    source = None if spec.data == "hub" else spec.data
-    return load_samples(task.config, source, limit=spec.num_samples, on_skip=on_skip)
+    return load_samples(task.config, None if source == "hub" else source, limit=spec.num_samples, on_skip=on_skip)
 
 
-def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens) -> SessionOutcome:
+def fit_to_max_seq_len(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens) -> Sample:
+    """The sample with its context cut in the middle so the first prompt fits `spec.max_seq_len`."""
+    from dataclasses import replace
+
+    from data.truncation import prompt_budget, truncate_sample
+
+    turns = sample.turns[: spec.max_turns]
+    budget = prompt_budget(spec.max_seq_len, task.max_new_tokens, len(turns), mode)
+    empty = replace(sample, context="")
+    outside_context = count_tokens(task.shared_prefix(empty) + task.separator + task.query(turns[0], first=mode == "multi-turn"))
+    return truncate_sample(conn.tokenizer, sample, budget - outside_context)
+
+
+def _scalars(mapping: dict[str, Any]) -> dict[str, Any]:
+    """The small fields of a dict (what the official export and the TUI need), not whole documents."""
+    return {k: v for k, v in mapping.items() if isinstance(v, (str, int, float, bool, list, dict)) and len(str(v)) <= 2000}
+
+
+def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens, index: int = 0) -> SessionOutcome:
     from programs import get_program
 
+    base = {"task": task.name, "mode": mode, "sample_id": sample.id, "sample_index": index}
+    if spec.max_seq_len:
+        try:
+            sample = fit_to_max_seq_len(conn, task, sample, mode, spec, count_tokens)
+        except ValueError as err:
+            return SessionOutcome([{**base, "error": f"ValueError: {err}"}], str(err), 0.0)
     program = get_program(task.name, mode)
     kwargs: dict[str, Any] = {"sample": sample, "chat": conn.chat, "max_turns": spec.max_turns}
     if mode == "multi-turn":
@@ -82,7 +116,6 @@ def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spe
     except Exception as err:  # a request the server rejected, a dropped connection
         failure, results = err, None
     seconds = time.monotonic() - started
-    base = {"task": task.name, "mode": mode, "sample_id": sample.id}
     if failure is not None or results is None:
         return SessionOutcome([{**base, "error": f"{type(failure).__name__}: {failure}"}], str(failure), seconds)
 
@@ -95,10 +128,13 @@ def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spe
             **result,
             "question": turn.question,
             "gold": turn.answer,
-            "score": task.score(result["prediction"], turn, sample),
+            "score": task.score(result["prediction"], turn, sample, "official"),
+            "score_fixed": task.score(result["prediction"], turn, sample, "fixed"),
             "context_tokens": context_tokens,
             "new_prefill_tokens": None if result["prompt_tokens"] is None else result["prompt_tokens"] - (result["cached_tokens"] or 0),
             "session_seconds": seconds,
+            "turn_extras": _scalars(turn.extras),
+            "sample_meta": _scalars(sample.metadata),
         })
     return SessionOutcome(records, None, seconds)
 
@@ -119,16 +155,19 @@ def run_bench(spec: BenchSpec, conn: Connection, run_dir: Path, display: Display
     work = []
     for task_name in spec.tasks:
         task = get_task(task_name)
+        source = data_source(task, spec)
+        if source == "fixtures" and spec.data is None:
+            display.message(f"{task.name}: no offline generator; using the bundled fixtures (pass --data for real rows)")
         samples = load_task_samples(task, spec, count_tokens, on_skip)
         if not samples:
             display.message(f"{task.name}: no usable samples")
-        work += [(task, mode, sample) for mode in spec.modes for sample in samples]
+        work += [(task, mode, sample, index) for mode in spec.modes for index, sample in enumerate(samples)]
 
     display.start(len(work), f"bench {','.join(spec.tasks)}")
     started = time.monotonic()
     try:
-        for task, mode, sample in work:
-            outcome = run_session(conn, task, sample, mode, spec, count_tokens)
+        for task, mode, sample, index in work:
+            outcome = run_session(conn, task, sample, mode, spec, count_tokens, index)
             for record in outcome.records:
                 rundir.append_jsonl(samples_path, record)
             if outcome.error:

@@ -41,6 +41,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "turn": turn,
                 "n": len(rs),
                 "score": _mean(r["score"] for r in rs),
+                "score_fixed": _mean(r.get("score_fixed") for r in rs),
                 "reuse": _mean(reuse(r) for r in rs),
                 "prompt_tokens": _mean(r.get("prompt_tokens") for r in rs),
                 "cached_tokens": _mean(r.get("cached_tokens") for r in rs),
@@ -54,6 +55,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "sessions": len({r["sample_id"] for r in recs}),
             "failed_sessions": errors.get((task, mode), 0),
             "score": _mean(r["score"] for r in recs),
+            "score_fixed": _mean(r.get("score_fixed") for r in recs),
             "turns": turns,
         })
     return {"results": results}

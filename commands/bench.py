@@ -34,26 +34,34 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _validate(tasks, modes, history) -> None:
-    from programs.registry import check_history, check_mode, get_task
+def resolve_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    """Task names as given (`all` = every task), validated; HF config names are accepted."""
+    from programs.registry import get_task, task_names
 
-    for task in tasks:
-        get_task(task)
+    if tasks == ("all",):
+        return tuple(task_names())
+    return tuple(get_task(task).name for task in tasks)
+
+
+def _validate(modes, history) -> None:
+    from programs.registry import check_history, check_mode
+
     for mode in modes:
         check_mode(mode)
     check_history(history)
 
 
 def bench(
-    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (e.g. kv).")] = "kv",
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (e.g. kv,vt), or 'all'.")] = "kv",
     modes: Annotated[str, typer.Option(help="Comma-separated: multi-turn, multi-request.")] = "multi-turn,multi-request",
     samples: Annotated[int, typer.Option(min=1, help="Sessions per task.")] = 3,
     context_tokens: Annotated[int, typer.Option(min=64, help="Context size of generated samples, in model tokens.")] = 2000,
     turns: Annotated[int, typer.Option(min=1, help="Turns per generated session.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the offline generators.")] = 0,
-    data: Annotated[Optional[str], typer.Option(help="SCBench rows: a JSONL/parquet file, a folder laid out like the hub repo, or 'hub'. Default: generate offline.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="SCBench rows: a JSONL/parquet file, a folder laid out like the hub repo, 'hub', or 'fixtures'. Default: generate offline (bundled fixtures for tasks without a generator).")] = None,
     history: Annotated[str, typer.Option(help="Multi-turn history: gold (SCBench default) or model.")] = "gold",
-    max_turns: Annotated[Optional[int], typer.Option(min=1, help="Ask at most this many turns per session (default: all).")] = None,
+    max_turns: Annotated[Optional[int], typer.Option(min=1, help="Ask at most this many turns per session (default: all; SCBench's runner used 5).")] = None,
+    max_seq_len: Annotated[Optional[int], typer.Option(min=256, help="Cut the context in the middle so the first prompt fits (SCBench's --max_seq_length).")] = None,
     chat_template: Annotated[bool, typer.Option(help="Wrap prompts in the model's chat template.")] = True,
     model: Annotated[str, typer.Option(help="HF model id or local path for the managed server.")] = EMBEDDED,
     endpoint: Annotated[Optional[str], typer.Option(help="Use an existing SGLang server at this URL instead of starting one.")] = None,
@@ -65,16 +73,17 @@ def bench(
     with one_line_errors():
         _bench(
             tasks=split_list(tasks), modes=split_list(modes), samples=samples, context_tokens=context_tokens,
-            turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, chat_template=chat_template,
-            model=model, endpoint=endpoint, device=device, max_total_tokens=max_total_tokens, out=out,
+            turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len,
+            chat_template=chat_template, model=model, endpoint=endpoint, device=device, max_total_tokens=max_total_tokens, out=out,
         )
 
 
-def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, chat_template,
-           model, endpoint, device, max_total_tokens, out) -> None:
+def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
+           chat_template, model, endpoint, device, max_total_tokens, out) -> None:
     from runtime.errors import UsageError
 
-    _validate(tasks, modes, history)
+    tasks = resolve_tasks(tasks)
+    _validate(modes, history)
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'. Valid: cpu, cuda")
 
@@ -84,6 +93,7 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
 
     from bench import rundir
     from bench.display import make_display
+    from bench.export import export_official
     from bench.runner import BenchSpec, run_bench
     from bench.summary import results_table
     from runtime.backend import connect
@@ -93,9 +103,10 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     spec = BenchSpec(
         tasks=tasks, modes=modes, num_samples=samples, context_tokens=context_tokens, num_turns=turns,
         seed=seed, data=data, history=history, max_turns=max_turns, chat_template=chat_template,
+        max_seq_len=max_seq_len,
     )
     display = make_display()
-    run_dir = rundir.create_run_dir(out, "-".join(tasks))
+    run_dir = rundir.create_run_dir(out, "-".join(tasks) if len(tasks) <= 3 else f"{len(tasks)}tasks")
     header = {"argv": sys.argv, "versions": _versions(), "run_dir": str(run_dir)}
 
     with contextlib.ExitStack() as stack:
@@ -118,6 +129,7 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
         header["chat_template"] = conn.chat
         summary = run_bench(spec, conn, run_dir, display, header)
 
+    export_official(run_dir)
     console = Console()
     console.print(results_table(summary))
     console.print(f"wall time {summary['wall_seconds']:.1f}s; run directory: {run_dir}")

@@ -29,6 +29,13 @@ CONFIGS = (
     "scbench_repoqa_and_kv",
 )
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+# `--data fixtures`: the small hand-made rows shipped with the project (tests and smoke runs).
+FIXTURES = "fixtures"
+
+
+def fixture_path(config: str) -> Path:
+    return FIXTURES_DIR / f"{config}.jsonl"
 
 
 def _load_hf_rows(config: str, source: str | None):
@@ -83,16 +90,18 @@ def load_samples(
     """Validated samples of one SCBench config; `on_skip(row_ref, reason)` hears about bad rows."""
     if config not in CONFIGS:
         raise UsageError(f"unknown config '{config}'; valid: {', '.join(CONFIGS)}")
+    if source == FIXTURES:
+        source = str(fixture_path(config))
     if source is not None and Path(source).suffix == ".jsonl" and Path(source).is_file():
-        rows: Iterator[tuple[int | str, object]] = _read_jsonl(Path(source))
+        rows: Iterator[tuple[int, object]] = _read_jsonl(Path(source))  # refs: line numbers
     else:
         rows = ((i, row) for i, row in enumerate(_load_hf_rows(config, source)))
     samples: list[Sample] = []
-    for ref, row in rows:
+    for position, (ref, row) in enumerate(rows):
         try:
             if isinstance(row, MalformedRow):
                 raise row
-            samples.append(sample_from_row(row))
+            samples.append(sample_from_row(row, fallback_id=position))
         except MalformedRow as err:
             row_id = row.get("id") if isinstance(row, dict) else None
             if on_skip is not None:

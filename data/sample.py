@@ -42,10 +42,16 @@ class Sample:
         }
 
 
-def sample_from_row(row: dict[str, Any]) -> Sample:
-    """Validate one SCBench row; raises MalformedRow saying what is wrong."""
+def sample_from_row(row: dict[str, Any], fallback_id: Any = None) -> Sample:
+    """Validate one SCBench row; raises MalformedRow saying what is wrong.
+
+    A row without `id` (some hub configs have none) takes `fallback_id`, its position in the file.
+    Turn fields that are None are dropped: `datasets` gives every turn every key of any turn.
+    """
     if not isinstance(row, dict):
         raise MalformedRow(f"row is {type(row).__name__}, expected an object")
+    if row.get("id") is None and fallback_id is not None:
+        row = {**row, "id": fallback_id}
     for key in ("id", "context", "multi_turns"):
         if key not in row:
             raise MalformedRow(f"missing field '{key}'")
@@ -65,7 +71,7 @@ def sample_from_row(row: dict[str, Any]) -> Sample:
             raise MalformedRow(f"multi_turns[{i}].input must be a string")
         if turn["answer"] is None:
             raise MalformedRow(f"multi_turns[{i}].answer is null")
-        extras = {k: v for k, v in turn.items() if k not in ("input", "answer")}
+        extras = {k: v for k, v in turn.items() if k not in ("input", "answer") and v is not None}
         turns.append(Turn(question=turn["input"], answer=turn["answer"], extras=extras))
-    metadata = {k: v for k, v in row.items() if k not in ("id", "context", "multi_turns")}
+    metadata = {k: v for k, v in row.items() if k not in ("id", "context", "multi_turns") and v is not None}
     return Sample(id=str(row["id"]), context=context, turns=tuple(turns), metadata=metadata)

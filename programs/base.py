@@ -1,11 +1,14 @@
 """The shape every SCBench task shares: a task spec (prompts, budgets, scorer) and the two programs.
 
-Both programs put the shared context first and commit it to the server before any fork, so
-RadixAttention holds its KV once and every turn / request reuses it:
+Both programs put the shared context first, so RadixAttention holds its KV once and every later
+turn / request reuses it:
 
 - multi-turn: one conversation; each turn forks once, answers in the fork, and the main stream
   takes the gold answer (SCBench's default) or the model's own answer as the assistant message.
-- multi-request: each question is an independent request over the committed context (forks).
+  The first prefill holds context + question 1 (as in SCBench, where a KV method compresses the
+  context once, query-aware), and every later turn reuses it.
+- multi-request: the context is committed to the server alone (so a KV method compresses it
+  query-agnostic, as in SCBench), then each question is an independent request over it (forks).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ HISTORIES = ("gold", "model")
 class TaskSpec:
     """One SCBench task: how its prompts read, how long answers may be, how a turn is scored.
 
-    `instruction` wraps the shared context (it must contain `{context}`); `query_template` renders a
-    turn's question (fields: `input` plus the turn's extras). `max_new_tokens` is an int, or a
-    mapping from a turn's `task` field to an int (the Mix tasks). `scorer(prediction, turn, sample)`
-    returns a score in [0, 1].
+    `instruction` wraps the shared context (it must contain `{context}`; `prefix_fields(sample)` may
+    add fields). `query_template` renders a turn's question from `input`, the turn's extras and
+    `query_fields(turn)`; `first_query_template`, when set, renders the first multi-turn question
+    (whose lead-in the instruction already holds). `max_new_tokens` is an int, or a mapping from a
+    turn's `task` field to an int (the Mix tasks). Scores come from `programs.metrics`.
     """
 
     name: str
@@ -37,16 +41,21 @@ class TaskSpec:
     category: str
     instruction: str
     max_new_tokens: int | Mapping[str, int]
-    scorer: Callable[[str, Turn, Sample], float]
     query_template: str = "{input}"
-    # Text between the shared context and the first question inside the first user message.
+    first_query_template: str | None = None
+    prefix_fields: Callable[[Sample], dict[str, Any]] | None = None
+    query_fields: Callable[[Turn], dict[str, Any]] | None = None
+    # Text between the shared context and the question inside the first user message.
     separator: str = "\n\n"
 
     def shared_prefix(self, sample: Sample) -> str:
-        return self.instruction.format(context=sample.context)
+        extra = self.prefix_fields(sample) if self.prefix_fields else {}
+        return self.instruction.format(context=sample.context, **extra)
 
-    def query(self, turn: Turn) -> str:
-        return self.query_template.format(input=turn.question, **turn.extras)
+    def query(self, turn: Turn, first: bool = False) -> str:
+        template = self.first_query_template if first and self.first_query_template else self.query_template
+        extra = self.query_fields(turn) if self.query_fields else {}
+        return template.format(input=turn.question, **turn.extras, **extra)
 
     def max_tokens(self, turn: Turn) -> int:
         if isinstance(self.max_new_tokens, Mapping):
@@ -56,8 +65,10 @@ class TaskSpec:
             return self.max_new_tokens[sub_task]
         return self.max_new_tokens
 
-    def score(self, prediction: str, turn: Turn, sample: Sample) -> float:
-        return float(self.scorer(prediction, turn, sample))
+    def score(self, prediction: str, turn: Turn, sample: Sample, mode: str = "official") -> float:
+        from programs.metrics import score_turn
+
+        return score_turn(self.name, prediction, turn, sample, mode)
 
 
 def answer_text(answer: Any) -> str:
@@ -115,7 +126,6 @@ def multi_turn(s, task: TaskSpec, sample: Sample, chat: bool = True, history: st
     turns = sample.turns[:max_turns]
     _open_question(s, chat)
     s += task.shared_prefix(sample)
-    commit_shared_prefix(s)
     results = []
     for i, turn in enumerate(turns):
         if i == 0:
@@ -124,7 +134,7 @@ def multi_turn(s, task: TaskSpec, sample: Sample, chat: bool = True, history: st
             _open_question(s, chat)
             if not chat:  # plain text: SCBench's "{previous answer}\n\n{question}"
                 s += "\n\n"
-        s += task.query(turn)
+        s += task.query(turn, first=i == 0)
         _close_question(s, chat)
         fork = s.fork(1)[0]
         _generate(fork, task, turn, chat)

@@ -10,7 +10,15 @@ from runtime.errors import UsageError
 
 TASKS: dict[str, TaskSpec] = {}
 # Modules that define tasks; imported on first lookup so `import programs` stays light.
-_TASK_MODULES = ("programs.kv",)
+_TASK_MODULES = tuple(
+    f"programs.{name}"
+    for name in (
+        "kv", "prefix_suffix", "vt",  # String Retrieval
+        "repoqa", "qa_eng", "qa_chn", "choice_eng",  # Semantic Retrieval
+        "many_shot", "mf", "summary",  # Global Information
+        "summary_with_needles", "repoqa_and_kv",  # Multi-task
+    )
+)
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:

@@ -87,3 +87,14 @@ def test_hub_unreachable_says_how_to_use_local_files(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UsageError, match="pass --data PATH"):
         load_samples("scbench_kv", None)
+
+
+def test_rows_without_id_take_their_position_and_none_fields_are_dropped(tmp_path):
+    import datasets
+
+    # `datasets` gives every turn every key of any turn, as None where it is missing.
+    rows = [{"context": "c", "multi_turns": [{"input": "q", "answer": "a", "task": "scbench_kv", "name": None}]}] * 2
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "ps.parquet"))
+    samples = load_samples("scbench_prefix_suffix", str(tmp_path / "ps.parquet"))
+    assert [s.id for s in samples] == ["0", "1"]
+    assert samples[0].turns[0].extras == {"task": "scbench_kv"}

@@ -9,11 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from data.generators.kv import generate_kv
+from data.generators.mf import generate_mf
+from data.generators.prefix_suffix import generate_prefix_suffix
+from data.generators.repoqa_and_kv import generate_repoqa_and_kv
+from data.generators.summary_with_needles import generate_summary_with_needles
+from data.generators.vt import generate_vt
 
 TokenCounter = Callable[[str], int]
 
 # task name -> generator(count_tokens, *, num_samples, context_tokens, num_turns, seed)
-GENERATORS = {"kv": generate_kv}
+GENERATORS = {
+    "kv": generate_kv,
+    "prefix_suffix": generate_prefix_suffix,
+    "vt": generate_vt,
+    "mf": generate_mf,
+    "summary_with_needles": generate_summary_with_needles,
+    "repoqa_and_kv": generate_repoqa_and_kv,
+}
 
 
 def token_counter(tokenizer) -> TokenCounter:

@@ -175,7 +175,7 @@ def run_bench(spec: BenchSpec, conn: Connection, run_dir: Path, display: Display
                     raise RuntimeFailure(f"the SGLang server at {conn.url} stopped answering: {outcome.error}")
                 display.session_done(f"{task.name}/{mode}/{sample.id}", f"failed: {outcome.error}")
                 continue
-            scores = " ".join(f"{r['score']:.0f}" for r in outcome.records)
+            scores = " ".join(f"{100 * r['score']:.0f}" for r in outcome.records)
             reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
             display.session_done(f"{task.name}/{mode}/{sample.id}", f"scores {scores} reuse {reuses} {outcome.seconds:.1f}s")
     finally:

@@ -11,7 +11,7 @@ import random
 import uuid
 from collections.abc import Callable
 
-from data.generators.sizing import largest_fitting
+from data.generators.sizing import check_sizes, largest_fitting
 from data.sample import Sample, Turn
 
 QUESTION = 'Key: "{key}"\nThe value associated with the specified key is: '
@@ -33,8 +33,7 @@ def generate_kv(
     num_turns: int,
     seed: int,
 ) -> list[Sample]:
-    if num_samples < 1 or num_turns < 1:
-        raise ValueError("num_samples and num_turns must be at least 1")
+    check_sizes(num_samples, num_turns)
     rng = random.Random(seed)
     samples = []
     for index in range(num_samples):

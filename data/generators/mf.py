@@ -16,7 +16,7 @@ import random
 import statistics
 from collections.abc import Callable
 
-from data.generators.sizing import largest_fitting
+from data.generators.sizing import check_sizes, largest_fitting
 from data.sample import Sample, Turn
 
 NUM_DIGITS = 4
@@ -57,8 +57,7 @@ def generate_mf(
     num_turns: int,
     seed: int,
 ) -> list[Sample]:
-    if num_samples < 1 or num_turns < 1:
-        raise ValueError("num_samples and num_turns must be at least 1")
+    check_sizes(num_samples, num_turns)
     rng = random.Random(seed)
     samples = []
     for index in range(num_samples):

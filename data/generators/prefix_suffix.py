@@ -12,7 +12,7 @@ import random
 import string
 from collections.abc import Callable
 
-from data.generators.sizing import largest_fitting
+from data.generators.sizing import check_sizes, largest_fitting
 from data.sample import Sample, Turn
 
 ALPHABET = string.ascii_letters + string.digits
@@ -91,8 +91,7 @@ def generate_prefix_suffix(
     num_turns: int,
     seed: int,
 ) -> list[Sample]:
-    if num_samples < 1 or num_turns < 1:
-        raise ValueError("num_samples and num_turns must be at least 1")
+    check_sizes(num_samples, num_turns)
     rng = random.Random(seed)
     need = 3 * num_turns  # one target and two decoys per turn
     samples = []

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from data.generators.kv import _uuid
-from data.generators.sizing import largest_fitting
+from data.generators.sizing import check_sizes, largest_fitting
 from data.sample import Sample, Turn
 
 DEFAULT_REPO = "python/cpython"
@@ -164,18 +164,6 @@ def pair_order(kinds: list[str], num_chunks: int, num_pairs: int) -> list[int]:
     return [j for g in range(m) for j in range(g, num_pairs, m)]
 
 
-def _largest_bounded(build: Callable[[int], str], count_tokens: Callable[[str], int], budget: int, upper: int) -> int:
-    """The largest n in [1, upper] with count_tokens(build(n)) <= budget (1 if none fits); monotone build."""
-    lo, hi = 1, upper
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if count_tokens(build(mid)) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def generate_repoqa_and_kv(
     count_tokens: Callable[[str], int],
     *,
@@ -186,8 +174,7 @@ def generate_repoqa_and_kv(
     code: str | None = None,
     repo: str | None = None,
 ) -> list[Sample]:
-    if num_samples < 1 or num_turns < 1:
-        raise ValueError("num_samples and num_turns must be at least 1")
+    check_sizes(num_samples, num_turns)
     if code is None:
         code, repo = default_code(), repo or DEFAULT_REPO
     repo = repo or "local/code"
@@ -211,7 +198,7 @@ def generate_repoqa_and_kv(
         def with_code(k: int) -> str:
             return build_context(chunks, kinds_of_chunks, k, draw(min_pairs), min_pairs)
 
-        c = _largest_bounded(with_code, count_tokens, context_tokens, len(chunks))
+        c = largest_fitting(with_code, count_tokens, context_tokens, upper=len(chunks))
         usable = [f for f in functions if f.chunk < c]
         if count_tokens(with_code(c)) > context_tokens or not usable:
             raise ValueError(

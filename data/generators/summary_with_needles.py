@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from data.generators.sizing import largest_fitting
+from data.generators.sizing import check_sizes, largest_fitting
 from data.sample import Sample, Turn
 
 SUMMARY_QUESTION = "Summarize document {k} above in a few sentences."
@@ -121,8 +121,7 @@ def generate_summary_with_needles(
     documents: Sequence[str] | None = None,
     summaries: Sequence[str] | None = None,
 ) -> list[Sample]:
-    if num_samples < 1 or num_turns < 1:
-        raise ValueError("num_samples and num_turns must be at least 1")
+    check_sizes(num_samples, num_turns)
     if (documents is None) != (summaries is None):
         raise ValueError("pass documents and summaries together")
     if documents is None:

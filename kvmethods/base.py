@@ -1,0 +1,261 @@
+"""The method base class, the family base classes, and the attention statistics they share.
+
+Every method is a frozen dataclass (one file each) with SCBench's defaults as field defaults and a
+common `budget` knob. Runners ask capabilities, never class names:
+
+- `phases` (subset of {"prefill", "compress", "decode", "store"}): which hooks do real work;
+- `stateful`: whether the method keeps state across forward passes (per KV slot or page, or the
+  stored KV itself), so a runner must keep it per physical slot and reset it on writes;
+- `uses_budget`: whether `budget` changes anything (budget sweeps can skip the others).
+
+Hooks (all tensors CPU or device, shapes documented per hook), each a no-op in the base class:
+
+- `prefill_plan(q, k, *, layer, num_layers) -> SparsePlan`  q [q_len, Hq, D], k [kv_len, Hkv, D]
+- `decode_plan(q, k, *, layer, num_layers) -> SparsePlan`   the same at decode (q_len usually 1)
+- `compress(q_window, k, *, layer, num_layers) -> bool [Hkv, kv_len]` keep mask over the context
+- `quantize_kv(k, v) -> (k, v)` dequantized K/V, same shapes and dtypes
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from kvmethods.plan import SparsePlan
+
+__all__ = [
+    "PHASES",
+    "KVMethod",
+    "SparsePrefillMethod",
+    "DropMethod",
+    "QuantMethod",
+    "check_qk",
+    "last_query_probs",
+    "slash_scores",
+]
+
+PHASES = frozenset({"prefill", "compress", "decode", "store"})
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return _HINTS[cls]
+
+
+def check_qk(q: torch.Tensor, k: torch.Tensor, what: str = "q") -> tuple[int, int, int, int, int]:
+    """Validate q [q_len, Hq, D] and k [kv_len, Hkv, D]; returns (q_len, Hq, D, kv_len, Hkv)."""
+    if q.dim() != 3 or k.dim() != 3:
+        raise ValueError(
+            f"expected {what} [q_len, num_q_heads, head_dim] and k [kv_len, num_kv_heads, head_dim], "
+            f"got {what} {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
+    q_len, hq, d = q.shape
+    kv_len, hkv, dk = k.shape
+    if d != dk or hkv < 1 or hq % hkv:
+        raise ValueError(
+            f"{what} {tuple(q.shape)} and k {tuple(k.shape)} need the same head_dim and num_q_heads "
+            "divisible by num_kv_heads"
+        )
+    if q_len > kv_len:
+        raise ValueError(f"{what} has {q_len} rows but k only {kv_len} keys; k must include the queries' own keys")
+    return q_len, hq, d, kv_len, hkv
+
+
+def last_query_probs(q_last: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Softmax attention of the last queries over all keys, averaged over each KV head's query group.
+
+    q_last [w, Hq, D] are the queries at positions kv_len - w .. kv_len - 1 (causal within
+    themselves); k [kv_len, Hkv, D]. Returns float32 [Hkv, w, kv_len] on q_last's device;
+    each row sums to 1.
+    """
+    w, hq, d = q_last.shape
+    kv_len, hkv, _ = k.shape
+    g = hq // hkv
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    qh = q_last.float().view(w, hkv, g, d).permute(1, 2, 0, 3).reshape(hkv, g * w, d)
+    logits = torch.bmm(qh, k.float().permute(1, 2, 0)).mul_(scale).view(hkv, g, w, kv_len)
+    pos = kv_len - w + torch.arange(w, device=q_last.device)
+    logits.masked_fill_(torch.arange(kv_len, device=q_last.device)[None, :] > pos[:, None], float("-inf"))
+    return torch.softmax(logits, dim=-1).mean(dim=1)
+
+
+def slash_scores(probs: torch.Tensor) -> torch.Tensor:
+    """Attention mass per diagonal offset: out[h, o] = sum_r probs[h, r, p_r - o].
+
+    probs [H, w, kv_len] from `last_query_probs` (row r at position p_r = kv_len - w + r).
+    Returns float32 [H, kv_len] indexed by offset o = p - kv_idx >= 0.
+    """
+    h, w, kv_len = probs.shape
+    pos = kv_len - w + torch.arange(w, device=probs.device)
+    offs = pos[:, None] - torch.arange(kv_len, device=probs.device)[None, :]  # [w, kv_len]
+    valid = offs >= 0
+    out = torch.zeros(h, kv_len, dtype=torch.float32, device=probs.device)
+    src = (probs.float() * valid).reshape(h, -1)
+    out.scatter_add_(1, offs.clamp(min=0).reshape(1, -1).expand(h, -1), src)
+    return out
+
+
+@dataclass(frozen=True)
+class KVMethod:
+    """Base of every method: full attention semantics, validation, serialisation.
+
+    Fields:
+        budget (4096): the common knob; each family says what it means.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = "baseline"
+    phases: ClassVar[frozenset[str]] = frozenset()
+    stateful: ClassVar[bool] = False
+    uses_budget: ClassVar[bool] = True
+
+    budget: int = 4096
+
+    def __post_init__(self) -> None:
+        for fname, ftype in _field_types(type(self)).items():
+            value = getattr(self, fname)
+            if ftype is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, fname, float(value))
+            elif not isinstance(value, ftype) or (ftype is int and isinstance(value, bool)):
+                raise ValueError(
+                    f"{self.label}.{fname}: expected {ftype.__name__}, got {type(value).__name__} {value!r}"
+                )
+        self._check_range("budget", lo=1)
+
+    # -- validation helpers ----------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.name or type(self).__name__
+
+    def _check_range(self, fname: str, lo: float | None = None, hi: float | None = None) -> None:
+        value = getattr(self, fname)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else (f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
+            raise ValueError(f"{self.label}.{fname} must be {bound}, got {value}")
+
+    def _require(self, ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(f"{self.label}: {message}")
+
+    # -- serialisation ---------------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def field_types(cls) -> dict[str, type]:
+        return dict(_field_types(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: {"method": name, field: value, ...}; `kvmethods.from_dict` inverts it."""
+        return {"method": self.name, **{f: getattr(self, f) for f in self.field_names()}}
+
+    def replace(self, **changes: Any) -> KVMethod:
+        return dataclasses.replace(self, **changes)
+
+    # -- hooks (no-ops: full attention, keep everything, exact KV) -------------------------------
+
+    def prefill_plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1) -> SparsePlan:
+        """q [q_len, Hq, D] (this extend), k [kv_len, Hkv, D] (cached prefix + this extend)."""
+        q_len, _, _, kv_len, hkv = check_qk(q, k)
+        return SparsePlan.full(q_len, kv_len, hkv)
+
+    def decode_plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1) -> SparsePlan:
+        """q [q_len, Hq, D] (usually q_len = 1), k [kv_len, Hkv, D]."""
+        q_len, _, _, kv_len, hkv = check_qk(q, k)
+        return SparsePlan.full(q_len, kv_len, hkv)
+
+    def compress(
+        self, q_window: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1
+    ) -> torch.Tensor:
+        """bool [Hkv, kv_len] keep mask over the context; the base keeps everything."""
+        check_qk(q_window, k, "q_window")
+        return torch.ones(k.shape[1], k.shape[0], dtype=torch.bool)
+
+    def quantize_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [kv_len, Hkv, D] -> the values attention will read (identity here)."""
+        return k, v
+
+
+@dataclass(frozen=True)
+class SparsePrefillMethod(KVMethod):
+    """Sparse prefill: each prefill row attends to a subset of keys; decode is dense; no state.
+
+    `budget` is the number of keys a row attends to (sink + local window for static patterns).
+    Subclasses implement `_plan` for prefills with at least one row.
+    """
+
+    family: ClassVar[str] = "sparse_prefill"
+    phases: ClassVar[frozenset[str]] = frozenset({"prefill"})
+    stateful: ClassVar[bool] = False
+
+    def prefill_plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1) -> SparsePlan:
+        q_len, _, _, kv_len, hkv = check_qk(q, k)
+        if q_len == 0:
+            return SparsePlan.full(q_len, kv_len, hkv)
+        return self._plan(q, k, layer=layer, num_layers=num_layers)
+
+    def _plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int, num_layers: int) -> SparsePlan:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class DropMethod(KVMethod):
+    """KV dropping: after the context prefill, all but `budget` keys per KV head become invisible.
+
+    `compress` returns a keep mask with exactly `layer_budget(...)` True entries per head when the
+    context is longer than that, else all True. Subclasses implement `_keep`.
+    """
+
+    family: ClassVar[str] = "kv_dropping"
+    phases: ClassVar[frozenset[str]] = frozenset({"compress"})
+    stateful: ClassVar[bool] = True
+
+    def layer_budget(self, layer: int, num_layers: int, kv_len: int) -> int:
+        """Keys kept per head in `layer` (the same in every layer unless a subclass says otherwise)."""
+        return self.budget
+
+    def compress(
+        self, q_window: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1
+    ) -> torch.Tensor:
+        check_qk(q_window, k, "q_window")
+        if q_window.shape[0] < 1:
+            raise ValueError(f"{self.label}.compress needs at least one query row in q_window")
+        if not 0 <= layer < max(num_layers, 1):
+            raise ValueError(f"{self.label}.compress: layer must be in [0, num_layers={num_layers}), got {layer}")
+        kv_len, hkv = k.shape[0], k.shape[1]
+        n = self.layer_budget(layer, num_layers, kv_len)
+        if kv_len <= n:
+            return torch.ones(hkv, kv_len, dtype=torch.bool)
+        return self._keep(q_window, k, n, layer=layer, num_layers=num_layers)
+
+    def _keep(self, q_window: torch.Tensor, k: torch.Tensor, n: int, *, layer: int, num_layers: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class QuantMethod(KVMethod):
+    """KV quantization: the stored K/V change (quantize -> dequantize); attention stays dense."""
+
+    family: ClassVar[str] = "kv_quantization"
+    phases: ClassVar[frozenset[str]] = frozenset({"store"})
+    stateful: ClassVar[bool] = True
+    uses_budget: ClassVar[bool] = False
+
+    @staticmethod
+    def _check_kv(k: torch.Tensor, v: torch.Tensor) -> None:
+        if k.dim() != 3 or v.dim() != 3 or k.shape[:2] != v.shape[:2]:
+            raise ValueError(
+                f"quantize_kv expects k, v [kv_len, num_kv_heads, head_dim] with matching first two dims, "
+                f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            )

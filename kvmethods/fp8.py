@@ -1,0 +1,39 @@
+"""FP8 (e4m3) KV cache: every stored key and value is rounded to float8_e4m3fn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kvmethods.base import QuantMethod
+from kvmethods.registry import register
+
+E4M3_MAX = 448.0
+
+
+@register("fp8")
+@dataclass(frozen=True)
+class FP8(QuantMethod):
+    """FP8 KV cache, "FP8 Formats for Deep Learning" (https://arxiv.org/abs/2209.05433), E4M3 as
+    in SGLang's / vLLM's `--kv-cache-dtype fp8_e4m3`: x -> e4m3(x / scale) * scale, saturating at
+    +-448 (torch.float8_e4m3fn has no infinities).
+
+    Fields:
+        budget (4096): unused; accepted so budget sweeps can include it.
+        scale (1.0): per-tensor scale for both K and V (SGLang's default k_scale = v_scale = 1.0).
+    """
+
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(self.scale > 0, f"scale must be > 0, got {self.scale}")
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x.float() / self.scale).clamp_(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+        return (y.float() * self.scale).to(x.dtype)
+
+    def quantize_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_kv(k, v)
+        return self.quantize(k), self.quantize(v)

@@ -1,0 +1,40 @@
+"""StreamingLLM as KV dropping: keep the attention sinks and the most recent keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kvmethods.base import DropMethod
+from kvmethods.registry import register
+
+
+@register("streamingllm")
+@dataclass(frozen=True)
+class StreamingLLM(DropMethod):
+    """StreamingLLM, "Efficient Streaming Language Models with Attention Sinks"
+    (https://arxiv.org/abs/2309.17453), applied once to the compressed context as in SCBench.
+
+    Keeps the first `sink` keys and the last `budget - sink` keys of the context; everything in
+    between becomes invisible. Query-agnostic.
+
+    Fields:
+        budget (4096): keys kept per head (SCBench: 128 sink + 3,968 recent).
+        sink (128): attention-sink keys at the start.
+    """
+
+    budget: int = 4096
+    sink: int = 128
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_range("sink", lo=0)
+        self._require(self.budget > self.sink, f"budget ({self.budget}) must exceed sink ({self.sink})")
+
+    def _keep(self, q_window: torch.Tensor, k: torch.Tensor, n: int, *, layer: int, num_layers: int) -> torch.Tensor:
+        kv_len, hkv = k.shape[0], k.shape[1]
+        keep = torch.zeros(hkv, kv_len, dtype=torch.bool)
+        keep[:, : self.sink] = True
+        keep[:, kv_len - (n - self.sink) :] = True
+        return keep

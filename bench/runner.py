@@ -6,6 +6,7 @@ One record per session turn goes to samples.jsonl as soon as the session ends; a
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -139,13 +140,45 @@ def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spe
     return SessionOutcome(records, None, seconds)
 
 
-def run_bench(spec: BenchSpec, conn: Connection, run_dir: Path, display: Display, header: dict[str, Any]) -> dict[str, Any]:
-    """Runs every session, writing records as they finish; returns the summary."""
+class KeptKVReader:
+    """Joins the server's kept-KV lines (one per request, written by the `kvm` backend) to records."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.offset = 0
+        self.by_rid: dict[str, float] = {}
+
+    def annotate(self, records: list[dict[str, Any]]) -> None:
+        if self.path is not None and self.path.exists():
+            with self.path.open("r", encoding="utf-8") as fh:
+                fh.seek(self.offset)
+                for line in fh:
+                    if not line.endswith("\n"):
+                        break  # a line still being written: read it next time
+                    self.offset += len(line.encode("utf-8"))
+                    row = json.loads(line)
+                    self.by_rid[row["rid"]] = row["kept_kv"]
+        for record in records:
+            record["kept_kv"] = self.by_rid.pop(record.get("request_id"), None)
+
+
+def run_bench(
+    spec: BenchSpec,
+    conn: Connection,
+    run_dir: Path,
+    display: Display,
+    header: dict[str, Any],
+    method: str = "full",
+    stats_path: Path | None = None,
+) -> dict[str, Any]:
+    """Runs every session with the server's KV `method`, appending records as sessions finish;
+    returns the summary of everything in the run directory (all methods so far)."""
     from data.generators import token_counter
     from programs import get_task
 
     header = {**header, "spec": asdict(spec)}
     rundir.write_json_atomic(run_dir / rundir.HEADER, header)
+    kept = KeptKVReader(stats_path)
     count_tokens = token_counter(conn.tokenizer)
     samples_path = run_dir / rundir.SAMPLES
 
@@ -163,21 +196,28 @@ def run_bench(spec: BenchSpec, conn: Connection, run_dir: Path, display: Display
             display.message(f"{task.name}: no usable samples")
         work += [(task, mode, sample, index) for mode in spec.modes for index, sample in enumerate(samples)]
 
-    display.start(len(work), f"bench {','.join(spec.tasks)}")
+    display.start(len(work), f"{method}: {','.join(spec.tasks)}")
     started = time.monotonic()
     try:
         for task, mode, sample, index in work:
             outcome = run_session(conn, task, sample, mode, spec, count_tokens, index)
+            kept.annotate(outcome.records)
             for record in outcome.records:
+                record["method"] = method
                 rundir.append_jsonl(samples_path, record)
             if outcome.error:
                 if not is_healthy(conn.url):
                     raise RuntimeFailure(f"the SGLang server at {conn.url} stopped answering: {outcome.error}")
-                display.session_done(f"{task.name}/{mode}/{sample.id}", f"failed: {outcome.error}")
+                display.session_done(f"{method}/{task.name}/{mode}/{sample.id}", f"failed: {outcome.error}")
                 continue
             scores = " ".join(f"{100 * r['score']:.0f}" for r in outcome.records)
             reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
-            display.session_done(f"{task.name}/{mode}/{sample.id}", f"scores {scores} reuse {reuses} {outcome.seconds:.1f}s")
+            kept_kv = [r["kept_kv"] for r in outcome.records if r.get("kept_kv") is not None]
+            kept_text = f" kept {' '.join(f'{k:.0%}' for k in kept_kv)}" if kept_kv else ""
+            display.session_done(
+                f"{method}/{task.name}/{mode}/{sample.id}",
+                f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s",
+            )
     finally:
         display.close()
         summary = summarize(rundir.read_jsonl(samples_path))

@@ -21,18 +21,21 @@ def _mean(values) -> float | None:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per (task, mode): overall score and one row per turn (score, reuse, tokens, latency)."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    errors: dict[tuple[str, str], int] = defaultdict(int)
+    """Per (method, task, mode): overall score and one row per turn (score, reuse, kept KV, tokens,
+    latency). Records without a method (older runs) count as full attention."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    errors: dict[tuple[str, str, str], int] = defaultdict(int)
     for rec in records:
-        key = (rec["task"], rec["mode"])
+        key = (rec.get("method", "full"), rec["task"], rec["mode"])
         if rec.get("error"):
             errors[key] += 1
         else:
             groups[key].append(rec)
     results = []
-    for (task, mode) in sorted(set(groups) | set(errors)):
-        recs = groups.get((task, mode), [])
+    order = {m: i for i, m in enumerate(dict.fromkeys(r.get("method", "full") for r in records))}
+    for key in sorted(set(groups) | set(errors), key=lambda k: (order[k[0]], k[1], k[2])):
+        method, task, mode = key
+        recs = groups.get(key, [])
         by_turn: dict[int, list[dict]] = defaultdict(list)
         for rec in recs:
             by_turn[rec["turn"]].append(rec)
@@ -43,6 +46,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "score": _mean(r["score"] for r in rs),
                 "score_fixed": _mean(r.get("score_fixed") for r in rs),
                 "reuse": _mean(reuse(r) for r in rs),
+                "kept_kv": _mean(r.get("kept_kv") for r in rs),
                 "prompt_tokens": _mean(r.get("prompt_tokens") for r in rs),
                 "cached_tokens": _mean(r.get("cached_tokens") for r in rs),
                 "latency": _mean(r.get("latency") for r in rs),
@@ -50,10 +54,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             for turn, rs in sorted(by_turn.items())
         ]
         results.append({
+            "method": method,
             "task": task,
             "mode": mode,
             "sessions": len({r["sample_id"] for r in recs}),
-            "failed_sessions": errors.get((task, mode), 0),
+            "failed_sessions": errors.get(key, 0),
             "score": _mean(r["score"] for r in recs),
             "score_fixed": _mean(r.get("score_fixed") for r in recs),
             "turns": turns,
@@ -69,21 +74,30 @@ def results_table(summary: dict[str, Any]):
     """A Rich table: one row per (task, mode, turn)."""
     from rich.table import Table
 
-    table = Table(title="SCBench results (score x100; reuse = cached / prompt tokens)")
-    for col in ("task", "mode", "turn", "n", "score", "reuse", "cached / prompt", "latency s"):
-        table.add_column(col, justify="left" if col in ("task", "mode") else "right")
+    table = Table(
+        title="SCBench results (score x100; reuse = cached / prompt tokens; kept KV = share of the "
+        "request's KV visible at its first decode step)"
+    )
+    for col in ("method", "task", "mode", "turn", "n", "score", "reuse", "kept KV", "cached / prompt", "latency s"):
+        table.add_column(col, justify="left" if col in ("method", "task", "mode") else "right")
     for res in summary["results"]:
+        method = res.get("method", "full")
         for i, t in enumerate(res["turns"]):
             table.add_row(
+                method if i == 0 else "",
                 res["task"] if i == 0 else "",
                 res["mode"] if i == 0 else "",
                 str(t["turn"] + 1),
                 str(t["n"]),
                 _fmt(t["score"], ".1f", 100),
                 _fmt(t["reuse"], ".1%"),
+                _fmt(t.get("kept_kv"), ".1%"),
                 f"{_fmt(t['cached_tokens'], '.0f')} / {_fmt(t['prompt_tokens'], '.0f')}",
                 _fmt(t["latency"], ".2f"),
             )
         failed = f", {res['failed_sessions']} failed" if res["failed_sessions"] else ""
-        table.add_row("", "", "all", str(res["sessions"]) + failed, _fmt(res["score"], ".1f", 100), "", "", "", end_section=True)
+        table.add_row(
+            "", "", "", "all", str(res["sessions"]) + failed, _fmt(res["score"], ".1f", 100), "", "", "", "",
+            end_section=True,
+        )
     return table

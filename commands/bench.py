@@ -68,6 +68,8 @@ def bench(
     device: Annotated[str, typer.Option(help="Device of the managed server: cpu or cuda.")] = "cpu",
     max_total_tokens: Annotated[int, typer.Option(min=1024, help="KV pool size of the managed server, in tokens.")] = 32768,
     out: Annotated[Path, typer.Option(help="Folder that receives the run directory.")] = Path("runs"),
+    methods: Annotated[str, typer.Option(help="Comma-separated KV methods, one managed server each: full, a_shape, tri_shape, minference, flexprefill, streamingllm, snapkv, pyramidkv, kivi, fp8, quest, or a composition like minference+snapkv.")] = "full",
+    method_arg: Annotated[Optional[list[str]], typer.Option("--method-arg", help="field=value for every method that has the field (repeatable), e.g. budget=2048 or minference.budget=1024.")] = None,
 ) -> None:
     """Run SCBench sessions (both shared-context modes) and print score and KV reuse per turn."""
     with one_line_errors():
@@ -75,17 +77,39 @@ def bench(
             tasks=split_list(tasks), modes=split_list(modes), samples=samples, context_tokens=context_tokens,
             turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len,
             chat_template=chat_template, model=model, endpoint=endpoint, device=device, max_total_tokens=max_total_tokens, out=out,
+            methods=split_list(methods), method_args=tuple(method_arg or ()),
         )
 
 
+def resolve_methods(methods: tuple[str, ...], method_args: tuple[str, ...], endpoint: str | None) -> list:
+    """Validated method instances; an existing endpoint runs whatever attention it was started with."""
+    from runtime.errors import UsageError
+
+    if not methods:
+        raise UsageError("--methods is empty; give at least one method (e.g. full)")
+    try:
+        from flashinfer_ext.server_settings import parse_methods
+
+        resolved = parse_methods(methods, method_args)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if endpoint and (len(resolved) > 1 or method_args):
+        raise UsageError(
+            "with --endpoint the server's own attention runs: give at most one method (its label) and no "
+            "--method-arg; to compare methods, let bench start one server per method (omit --endpoint)"
+        )
+    return resolved
+
+
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
-           chat_template, model, endpoint, device, max_total_tokens, out) -> None:
+           chat_template, model, endpoint, device, max_total_tokens, out, methods, method_args) -> None:
     from runtime.errors import UsageError
 
     tasks = resolve_tasks(tasks)
     _validate(modes, history)
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'. Valid: cpu, cuda")
+    kv_methods = resolve_methods(methods, method_args, endpoint)
 
     import contextlib
 
@@ -96,9 +120,6 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     from bench.export import export_official
     from bench.runner import BenchSpec, run_bench
     from bench.summary import results_table
-    from runtime.backend import connect
-    from runtime.model import cache_dir, resolve_model
-    from runtime.server import ManagedServer, ServerOptions
 
     spec = BenchSpec(
         tasks=tasks, modes=modes, num_samples=samples, context_tokens=context_tokens, num_turns=turns,
@@ -107,29 +128,53 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     )
     display = make_display()
     run_dir = rundir.create_run_dir(out, "-".join(tasks) if len(tasks) <= 3 else f"{len(tasks)}tasks")
-    header = {"argv": sys.argv, "versions": _versions(), "run_dir": str(run_dir)}
+    header = {
+        "argv": sys.argv, "versions": _versions(), "run_dir": str(run_dir),
+        "methods": [m.to_dict() for m in kv_methods], "servers": {},
+    }
 
-    with contextlib.ExitStack() as stack:
-        if endpoint:
-            url = endpoint
-            header["server"] = {"endpoint": endpoint}
-        else:
-            model_path = resolve_model(model)
-            options = ServerOptions(model_path=model_path, device=device, max_total_tokens=max_total_tokens)
-            display.message(f"starting SGLang server for {model} (log: {run_dir / 'server.log'})")
-            server = stack.enter_context(ManagedServer(options, run_dir / "server.log", cache_dir()))
-            url = server.url
-            header["server"] = {
-                "managed": True, "model": model, "model_path": model_path, "device": device,
-                "command": options.command(server.port), "startup_seconds": round(server.startup_seconds, 2),
-            }
-            display.message(f"server ready at {url} in {server.startup_seconds:.1f}s")
-        conn = connect(url, chat_template=chat_template)
-        header["model_path"] = conn.model_path
-        header["chat_template"] = conn.chat
-        summary = run_bench(spec, conn, run_dir, display, header)
+    for method in kv_methods:
+        with contextlib.ExitStack() as stack:
+            conn, server_info, stats_path = _serve(
+                stack, method, model=model, endpoint=endpoint, device=device,
+                max_total_tokens=max_total_tokens, chat_template=chat_template, run_dir=run_dir, display=display,
+            )
+            header["servers"][method.name] = server_info
+            header["model_path"] = conn.model_path
+            header["chat_template"] = conn.chat
+            summary = run_bench(spec, conn, run_dir, display, header, method=method.name, stats_path=stats_path)
 
     export_official(run_dir)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table
     console.print(results_table(summary))
     console.print(f"wall time {summary['wall_seconds']:.1f}s; run directory: {run_dir}")
+
+
+def _serve(stack, method, *, model, endpoint, device, max_total_tokens, chat_template, run_dir, display):
+    """A connection to a server running `method`: the existing endpoint, or a managed server (its
+    lifetime tied to `stack`) started with the method's backend. Returns (conn, info, stats path)."""
+    from flashinfer_ext.server_settings import server_settings
+    from runtime.backend import connect
+    from runtime.model import cache_dir, resolve_model
+    from runtime.server import ManagedServer, ServerOptions
+
+    if endpoint:
+        return connect(endpoint, chat_template=chat_template), {"endpoint": endpoint}, None
+    model_path = resolve_model(model)
+    stats_path = (run_dir / f"kept_kv.{method.name}.jsonl").resolve()
+    settings = server_settings(method, device, str(stats_path))
+    options = ServerOptions(
+        model_path=model_path, device=device, max_total_tokens=max_total_tokens,
+        attention_backend=settings.attention_backend, extra_args=settings.extra_args, env=settings.env,
+    )
+    log_path = run_dir / f"server.{method.name}.log"
+    display.message(f"{method.name}: starting SGLang server for {model} (log: {log_path})")
+    server = stack.enter_context(ManagedServer(options, log_path, cache_dir()))
+    display.message(f"{method.name}: server ready at {server.url} in {server.startup_seconds:.1f}s")
+    info = {
+        "managed": True, "model": model, "model_path": model_path, "device": device, "method": method.to_dict(),
+        "command": options.command(server.port), "env": settings.env,
+        "startup_seconds": round(server.startup_seconds, 2),
+    }
+    conn = connect(server.url, chat_template=chat_template)
+    return conn, info, stats_path if settings.uses_plugin else None

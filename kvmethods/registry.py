@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 from kvmethods.base import KVMethod
 
-__all__ = ["METHODS", "register", "method_names", "get_method", "parse_method", "from_dict"]
+__all__ = ["METHODS", "register", "method_names", "get_method", "has_field", "parse_method", "from_dict"]
 
 METHODS: dict[str, type[KVMethod]] = {}
 _TRUE = {"1", "true", "yes", "on"}
@@ -122,6 +122,18 @@ def _build(name: str, values: dict[str, Any], from_strings: bool) -> Any:
         comp, field = _route(pair, fname)
         per[comp][field] = value
     return Composite(_build(pair[0], per[pair[0]], from_strings), _build(pair[1], per[pair[1]], from_strings))
+
+
+def has_field(spec: str, fname: str) -> bool:
+    """Whether `fname` (plain, or "component.field" in a composition) names a field of `spec`."""
+    pair = _split_composite(spec)
+    if pair is None:
+        comp, _, field = fname.rpartition(".")
+        return comp in ("", spec.strip()) and field in _method_class(spec.strip()).field_names()
+    comp, _, field = fname.rpartition(".")
+    if comp:
+        return comp in pair and field in _method_class(comp).field_names()
+    return any(fname in _method_class(part).field_names() for part in pair)
 
 
 def get_method(name: str, **fields: Any) -> Any:

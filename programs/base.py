@@ -100,6 +100,7 @@ def _turn_result(state, turn_index: int) -> dict[str, Any]:
         "completion_tokens": meta.get("completion_tokens"),
         "latency": meta.get("e2e_latency"),
         "finish_reason": finish.get("type") if isinstance(finish, dict) else finish,
+        "request_id": meta.get("id"),
     }
 
 

@@ -36,6 +36,7 @@ class ServerOptions:
     attention_backend: str | None = None  # default: torch_native on CPU, SGLang's choice on GPU
     host: str = HOST
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to the server's environment
     startup_timeout: float = 300.0
 
     def command(self, port: int) -> list[str]:
@@ -58,7 +59,7 @@ class ServerOptions:
         return cmd + list(self.extra_args)
 
     def environment(self, cache_dir: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         env["SGLANG_CACHE_DIR"] = str(cache_dir / "sglang")
         if self.device == "cpu":
             env["SGLANG_USE_CPU_ENGINE"] = "1"

@@ -73,7 +73,7 @@ def test_bench_on_an_existing_endpoint(tmp_path, sglang_server):
     assert done.returncode == 0, done.stderr
     assert "SCBench results" in done.stdout and "multi-request" in done.stdout
     run_dir, header, records, summary = read_run(tmp_path)
-    assert header["server"] == {"endpoint": sglang_server.url}
+    assert header["servers"]["full"] == {"endpoint": sglang_server.url}
     assert header["spec"]["tasks"] == ["kv"] and header["versions"]["sglang"] == "0.5.23"
     assert len(records) == 2 * 2 * 3  # modes x sessions x turns
     for rec in records:
@@ -91,9 +91,9 @@ def test_bench_with_a_managed_server_shuts_it_down(tmp_path, tiny_model_path):
     done = cli("bench", "--model", str(tiny_model_path), "--samples", "1", "--turns", "2", "--context-tokens", "500", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     run_dir, header, records, _ = read_run(tmp_path)
-    assert header["server"]["managed"] and header["server"]["command"][header["server"]["command"].index("--host") + 1] == "127.0.0.1"
+    assert header["servers"]["full"]["managed"] and header["servers"]["full"]["command"][header["servers"]["full"]["command"].index("--host") + 1] == "127.0.0.1"
     assert len(records) == 2 * 1 * 2
-    port = int(header["server"]["command"][header["server"]["command"].index("--port") + 1])
+    port = int(header["servers"]["full"]["command"][header["servers"]["full"]["command"].index("--port") + 1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the managed server outlived the command"
-    assert (run_dir / "server.log").exists()
+    assert (run_dir / "server.full.log").exists()

@@ -1,0 +1,1 @@
+"""SGLang integration of the KV methods: the `kvm` attention backend plugin and its executors."""

@@ -1,0 +1,170 @@
+"""The `kvm` attention backend: SGLang's torch-native backend driven by a KV method's plans.
+
+Per request and layer it gathers the request's K/V from SGLang's token pool (through
+`req_to_token`), asks the method for a plan, and runs an executor on it: the exact torch executor
+on CPU, the FlashInfer executor on CUDA (`flashinfer_ext.plugin.create_backend` picks). Method state lives
+per physical KV slot (`SlotState`), so a compression decided on a shared context is seen by every
+fork and turn that reuses those slots, and is reset whenever SGLang writes a slot again.
+
+Lifecycle (SCBench's): a dropping method compresses once, when a cold prefill (no cached prefix)
+completes: in multi-turn mode that prefill holds context + question 1 (query-aware), in
+multi-request mode it is the committed context alone (query-agnostic). Later tokens are appended
+uncompressed. The server runs without chunked prefill, so a cold prefill is one extend.
+
+Quantization methods (KIVI, FP8) quantize what attention reads from the pool: at an extend the
+cached prefix (already stored), at decode every stored token; the extend's own keys are attended in
+full precision, as the reference implementations do before writing the cache. Groups are aligned
+at position 0 of the sequence and the server's page size equals the group size, so radix sharing
+never splits a group.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from flashinfer_ext.slot_state import SlotState
+from sglang.srt.layers.attention.torch_native_backend import TorchNativeAttnBackend
+from sglang.srt.layers.radix_attention import AttentionType
+from sglang.srt.mem_cache.memory_pool import KVWriteLoc
+
+
+def _extend_lens(forward_batch) -> list[tuple[int, int]]:
+    """(cached prefix length, new tokens) per request of an extend batch."""
+    prefix = forward_batch.extend_prefix_lens_cpu
+    new = forward_batch.extend_seq_lens_cpu
+    if prefix is None or new is None:
+        prefix, new = forward_batch.extend_prefix_lens.tolist(), forward_batch.extend_seq_lens.tolist()
+    return [(int(p), int(n)) for p, n in zip(prefix, new)]
+
+
+class KVMethodBackend(TorchNativeAttnBackend):
+    def __init__(self, model_runner, method, stats_path: str | None = None, stats_detail: bool = False, attend=None):
+        super().__init__(model_runner)
+        if attend is None:
+            from kvmethods.torch_executor import attend
+
+        self.method = method
+        self.attend = attend  # the executor: exact torch on CPU, FlashInfer on CUDA
+        self.num_layers = model_runner.model_config.num_hidden_layers
+        self.state: SlotState | None = None
+        self.stats = KeptKVStats(stats_path, self.num_layers, detail=stats_detail)
+        self.quantizes = "store" in method.phases
+        self.compresses = "compress" in method.phases
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _slot_state(self, layer) -> SlotState:
+        if self.state is None:
+            k_buffer = self.token_to_kv_pool.get_key_buffer(layer.layer_id)
+            self.state = SlotState(self.num_layers, k_buffer.shape[0], layer.tp_k_head_num, device=k_buffer.device)
+        return self.state
+
+    def _store(self, layer, forward_batch, k, v, save_kv_cache: bool) -> None:
+        if not save_kv_cache or k is None or v is None:
+            return
+        cache_loc = forward_batch.out_cache_loc
+        self.token_to_kv_pool.set_kv_buffer(layer, KVWriteLoc(cache_loc, self.swa_out_cache_loc), k, v)
+        self._slot_state(layer).reset(layer.layer_id, cache_loc)
+
+    def _request_kv(self, layer, req_pool_index, seq_len: int, stored: int):
+        """Slots, keys and values of a request's first `seq_len` tokens, of which `stored` are read
+        back from the pool (quantized by a quantization method) and the rest were just written."""
+        slots = self.req_to_token_pool.req_to_token[req_pool_index, :seq_len].long()
+        k = self.token_to_kv_pool.get_key_buffer(layer.layer_id)[slots]
+        v = self.token_to_kv_pool.get_value_buffer(layer.layer_id)[slots]
+        if self.quantizes and stored > 0:
+            k_old, v_old = self.method.quantize_kv(k[:stored], v[:stored])
+            k = torch.cat([k_old, k[stored:]])
+            v = torch.cat([v_old, v[stored:]])
+        return slots, k, v
+
+    def _uses_method(self, layer) -> bool:
+        return not (layer.is_cross_attention or layer.attn_type == AttentionType.ENCODER_ONLY)
+
+    def _heads(self, q, layer):
+        o = q.new_empty((q.shape[0], layer.tp_q_head_num * layer.v_head_dim))
+        return o, q.view(-1, layer.tp_q_head_num, layer.qk_head_dim), o.view(-1, layer.tp_q_head_num, layer.v_head_dim)
+
+    # -- prefill / extend --------------------------------------------------------------------
+
+    def forward_extend(self, q, k, v, layer, forward_batch, save_kv_cache=True):
+        if not self._uses_method(layer):
+            return super().forward_extend(q, k, v, layer, forward_batch, save_kv_cache)
+        self._store(layer, forward_batch, k, v, save_kv_cache)
+        state = self._slot_state(layer)
+        o, q_, o_ = self._heads(q, layer)
+        start = 0
+        for i, (prefix_len, q_len) in enumerate(_extend_lens(forward_batch)):
+            seq_len = prefix_len + q_len
+            slots, keys, values = self._request_kv(layer, forward_batch.req_pool_indices[i], seq_len, prefix_len)
+            query = q_[start : start + q_len]
+            plan = self.method.prefill_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
+            plan = plan.with_visibility(state.visibility(layer.layer_id, slots))
+            out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
+            o_[start : start + q_len] = out.to(o.dtype)
+            if self.compresses and prefix_len == 0 and q_len > 0:
+                keep = self.method.compress(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
+                state.set_visibility(layer.layer_id, slots, keep)
+            start += q_len
+        return o
+
+    # -- decode ------------------------------------------------------------------------------
+
+    def forward_decode(self, q, k, v, layer, forward_batch, save_kv_cache=True):
+        if not self._uses_method(layer):
+            return super().forward_decode(q, k, v, layer, forward_batch, save_kv_cache)
+        q = q.reshape(-1, layer.tp_q_head_num * layer.qk_head_dim)
+        self._store(layer, forward_batch, k, v, save_kv_cache)
+        state = self._slot_state(layer)
+        o, q_, o_ = self._heads(q, layer)
+        rids = forward_batch.rids or []
+        for i, seq_len in enumerate(forward_batch.seq_lens_cpu.tolist()):
+            seq_len = int(seq_len)
+            slots, keys, values = self._request_kv(layer, forward_batch.req_pool_indices[i], seq_len, seq_len)
+            query = q_[i : i + 1]
+            plan = self.method.decode_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
+            plan = plan.with_visibility(state.visibility(layer.layer_id, slots))
+            out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
+            o_[i] = out[0].to(o.dtype)
+            if i < len(rids):
+                self.stats.observe(rids[i], layer.layer_id, plan, seq_len)
+        return o
+
+
+class KeptKVStats:
+    """Per request, at its first decode step: the fraction of its KV the query could see, averaged
+    over layers and KV heads, appended as one JSON line {"rid", "kept_kv", "seq_len"} to `path`.
+    With `detail`, the line also lists the positions visible in layer 0, KV head 0 ("visible"), so
+    tests can compare the kept sets of requests that share a prefix."""
+
+    MAX_REMEMBERED = 100_000  # request ids already reported (bounded: a long-lived server)
+
+    def __init__(self, path: str | None, num_layers: int, detail: bool = False):
+        self.path = path
+        self.num_layers = num_layers
+        self.detail = detail
+        self.reported: set[str] = set()
+        self.partial: dict[str, list[float]] = {}
+        self.visible: dict[str, list[int]] = {}
+
+    def observe(self, rid: str, layer_id: int, plan, seq_len: int) -> None:
+        if not self.path or rid in self.reported:
+            return
+        fractions = self.partial.setdefault(rid, [])
+        fractions.append(float(plan.visible_fraction(seq_len)))
+        if self.detail and layer_id == 0:
+            last_row = plan.rows_mask(plan.q_len - 1, plan.q_len)[0, 0]
+            self.visible[rid] = last_row.nonzero().flatten().tolist()
+        if layer_id != self.num_layers - 1:
+            return
+        del self.partial[rid]
+        if len(self.reported) >= self.MAX_REMEMBERED:
+            self.reported.clear()
+        self.reported.add(rid)
+        record = {"rid": rid, "kept_kv": sum(fractions) / len(fractions), "seq_len": seq_len}
+        if self.detail:
+            record["visible"] = self.visible.pop(rid, None)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,55 @@
+"""SGLang plugin: registers the `kvm` attention backend in every SGLang process.
+
+SGLang 0.5.23 calls `load_plugins()` in the launcher, engine, scheduler and detokenizer; it runs
+every function registered under the entry-point group `sglang.srt.plugins` (see pyproject.toml).
+`register()` adds `kvm` to `--attention-backend`'s choices and to the backend registry. The KV
+method and its settings reach the spawned processes through the environment (`SCBENCH_KV_METHOD`,
+JSON), written by the managed server from the CLI's `--methods` / `--method-arg`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+BACKEND_NAME = "kvm"
+METHOD_ENV = "SCBENCH_KV_METHOD"
+# Where the backend appends one JSON line per request: the fraction of its KV that stayed visible.
+STATS_ENV = "SCBENCH_KV_STATS"
+# "1": each stats line also lists the visible positions of layer 0, KV head 0 (for tests).
+STATS_DETAIL_ENV = "SCBENCH_KV_STATS_DETAIL"
+
+
+def method_from_env():
+    """The KV method configured for this server (full attention when none is set)."""
+    from kvmethods import from_dict, get_method
+
+    raw = os.environ.get(METHOD_ENV)
+    return from_dict(json.loads(raw)) if raw else get_method("full")
+
+
+def register() -> None:
+    """Entry point: make `--attention-backend kvm` valid and buildable. Idempotent."""
+    from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES, add_attention_backend_choices
+    from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS, register_attention_backend
+
+    if BACKEND_NAME not in ATTENTION_BACKEND_CHOICES:
+        add_attention_backend_choices([BACKEND_NAME])
+    if BACKEND_NAME not in ATTENTION_BACKENDS:
+        register_attention_backend(BACKEND_NAME)(create_backend)
+
+
+def create_backend(runner):
+    """Called by SGLang's model runner with itself; picks the executor for the device."""
+    from flashinfer_ext.kvm_backend import KVMethodBackend
+
+    attend = None  # the exact torch executor
+    if str(runner.device).startswith("cuda"):
+        from flashinfer_ext.flashinfer_executor import attend
+    return KVMethodBackend(
+        runner,
+        method_from_env(),
+        stats_path=os.environ.get(STATS_ENV),
+        stats_detail=os.environ.get(STATS_DETAIL_ENV) == "1",
+        attend=attend,
+    )

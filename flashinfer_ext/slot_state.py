@@ -1,0 +1,31 @@
+"""Method state indexed by physical KV slot, so radix-shared slots share their state.
+
+SGLang shares physical KV slots between requests with a common prefix. Keeping a KV method's
+decisions (which keys stay visible) per slot, not per request, makes a compression decided once on
+the shared context apply to every fork and turn that reuses it. Writing a slot resets its state:
+a freed slot reused for another sequence must not inherit the old decision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SlotState:
+    """visible[layer, slot, kv_head]: whether the key in `slot` may be attended to."""
+
+    def __init__(self, num_layers: int, num_slots: int, num_kv_heads: int, device: str | torch.device = "cpu"):
+        # On the pool's device: slot indices come from SGLang's tensors there.
+        self.visible = torch.ones(num_layers, num_slots, num_kv_heads, dtype=torch.bool, device=device)
+
+    def reset(self, layer: int, slots: torch.Tensor) -> None:
+        """Slots just written hold fresh KV: visible until a method decides otherwise."""
+        self.visible[layer, slots.long()] = True
+
+    def visibility(self, layer: int, slots: torch.Tensor) -> torch.Tensor:
+        """bool[kv_heads, len(slots)] for a request's slots in position order."""
+        return self.visible[layer, slots.long()].T
+
+    def set_visibility(self, layer: int, slots: torch.Tensor, keep: torch.Tensor) -> None:
+        """Record a compression: `keep` is bool[kv_heads, len(slots)]."""
+        self.visible[layer, slots.long()] = keep.T.to(device=self.visible.device, dtype=torch.bool)

@@ -1,0 +1,140 @@
+"""The `kvm` plugin without a server: registration, settings, slot state, CLI method parsing,
+kept-KV bookkeeping in records and summaries."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+
+import pytest
+import torch
+
+from bench.runner import KeptKVReader
+from bench.summary import results_table, summarize
+from flashinfer_ext.plugin import BACKEND_NAME, METHOD_ENV, STATS_ENV, method_from_env, register
+from flashinfer_ext.server_settings import parse_methods, server_settings
+from flashinfer_ext.slot_state import SlotState
+
+
+def test_entry_point_points_at_register():
+    (ep,) = [ep for ep in entry_points(group="sglang.srt.plugins") if ep.name == "scbench_kvm"]
+    assert ep.load() is register
+
+
+def test_register_makes_the_backend_a_valid_choice_idempotently():
+    from sglang.srt.arg_groups.choices import ATTENTION_BACKEND_CHOICES
+    from sglang.srt.layers.attention.attention_registry import ATTENTION_BACKENDS
+
+    register()
+    register()
+    assert ATTENTION_BACKEND_CHOICES.count(BACKEND_NAME) == 1
+    assert BACKEND_NAME in ATTENTION_BACKENDS
+
+
+def test_method_travels_through_the_environment(monkeypatch):
+    (method,) = parse_methods(("minference+snapkv",), ("budget=512", "minference.vertical_size=64"))
+    settings = server_settings(method, "cpu", "/tmp/stats.jsonl")
+    monkeypatch.setenv(METHOD_ENV, settings.env[METHOD_ENV])
+    got = method_from_env()
+    assert got.to_dict() == method.to_dict()
+    assert got.kv.budget == 512 and got.prefill.vertical_size == 64
+    monkeypatch.delenv(METHOD_ENV)
+    assert method_from_env().name == "full"
+
+
+def test_server_settings_per_method():
+    full, snapkv, kivi, fp8 = parse_methods(("full", "snapkv", "kivi", "fp8"), ())
+    assert server_settings(full, "cpu").attention_backend is None  # SGLang's own backend
+    s = server_settings(snapkv, "cpu", "/x/kept.jsonl")
+    assert s.uses_plugin and s.env[STATS_ENV] == "/x/kept.jsonl"
+    assert s.extra_args[s.extra_args.index("--chunked-prefill-size") + 1] == "-1"
+    assert json.loads(s.env[METHOD_ENV])["method"] == "snapkv"
+    k = server_settings(kivi, "cpu")
+    assert k.extra_args[k.extra_args.index("--page-size") + 1] == "32"  # pages never split a group
+    assert "--page-size" not in s.extra_args
+    assert server_settings(fp8, "cuda").extra_args == ["--kv-cache-dtype", "fp8_e4m3"]
+    assert server_settings(fp8, "cpu").uses_plugin
+
+
+@pytest.mark.parametrize(
+    "specs, args, message",
+    [
+        (("snap",), (), "Unknown method 'snap'. Did you mean 'snapkv'?"),
+        (("snapkv",), ("budgte=1",), "has no field 'budgte'. Did you mean 'budget'?"),
+        (("snapkv",), ("budget=x",), "snapkv.budget: expected int, got 'x'"),
+        (("snapkv",), ("budget",), "must look like field=value"),
+        (("streamingllm",), ("budget=64",), "budget (64) must exceed sink (128)"),
+        (("snapkv",), ("quest.page_size=3",), "'quest' is not among --methods (snapkv)"),
+        (("snapkv", "quest"), ("quest.pagesize=3",), "Method 'quest' has no field 'pagesize'"),
+        (("snapkv", "snapkv"), (), "names a method twice"),
+    ],
+)
+def test_bad_methods_and_settings_fail_with_one_line(specs, args, message):
+    with pytest.raises(ValueError) as err:
+        parse_methods(specs, args)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shared_settings_reach_every_method_that_has_the_field():
+    a_shape, minference, quest = parse_methods(
+        ("a_shape", "minference", "quest"), ("budget=256", "minference.vertical_size=64", "page_size=32")
+    )
+    assert (a_shape.budget, minference.budget, quest.budget) == (256, 256, 256)
+    assert minference.vertical_size == 64 and quest.page_size == 32
+    (quest,) = parse_methods(("quest",), ("quest.budget=128", "budget=512"))
+    assert quest.budget == 128  # the qualified setting wins, whatever the order
+
+
+def test_slot_state_is_per_slot_and_reset_on_write():
+    state = SlotState(num_layers=2, num_slots=10, num_kv_heads=2)
+    slots = torch.tensor([3, 4, 5, 6])
+    keep = torch.tensor([[True, False, True, False], [False, True, True, True]])
+    state.set_visibility(1, slots, keep)
+    assert torch.equal(state.visibility(1, slots), keep)
+    # Another request sharing slots 4 and 5 sees the same decision, in its own order.
+    assert torch.equal(state.visibility(1, torch.tensor([5, 4])), keep[:, [2, 1]])
+    assert state.visibility(0, slots).all()  # layers are independent
+    state.reset(1, torch.tensor([4]))  # slot 4 rewritten with fresh KV
+    assert state.visibility(1, torch.tensor([4])).all()
+    assert not state.visibility(1, torch.tensor([3]))[1].item()
+
+
+def test_kept_kv_lines_join_records_by_request_id(tmp_path):
+    path = tmp_path / "kept.jsonl"
+    reader = KeptKVReader(path)
+    records = [{"request_id": "a"}, {"request_id": "b"}]
+    reader.annotate(records)  # no file yet
+    assert [r["kept_kv"] for r in records] == [None, None]
+    path.write_text(json.dumps({"rid": "a", "kept_kv": 0.25}) + "\n" + '{"rid": "b", "kep')  # b half-written
+    records = [{"request_id": "a"}, {"request_id": "b"}]
+    reader.annotate(records)
+    assert [r["kept_kv"] for r in records] == [0.25, None]
+    with path.open("a") as fh:
+        fh.write('t_kv": 0.5}\n')
+    records = [{"request_id": "b"}]
+    reader.annotate(records)
+    assert records[0]["kept_kv"] == 0.5
+    records = [{"request_id": "a"}]
+    KeptKVReader(None).annotate(records)  # a server without the plugin reports nothing
+    assert records[0]["kept_kv"] is None
+
+
+def test_summary_groups_by_method_in_run_order():
+    def rec(method, turn, score, kept):
+        return {"method": method, "task": "kv", "mode": "multi-turn", "sample_id": "s", "turn": turn,
+                "score": score, "prompt_tokens": 100, "cached_tokens": 50, "kept_kv": kept}
+
+    records = [rec("snapkv", 0, 1.0, 0.2), rec("snapkv", 1, 0.0, 0.3), rec("full", 0, 1.0, None)]
+    summary = summarize(records)
+    assert [r["method"] for r in summary["results"]] == ["snapkv", "full"]
+    snap = summary["results"][0]
+    assert [t["kept_kv"] for t in snap["turns"]] == [0.2, 0.3] and snap["score"] == 0.5
+    assert summary["results"][1]["turns"][0]["kept_kv"] is None
+    legacy = summarize([{k: v for k, v in records[2].items() if k != "method"}])
+    assert legacy["results"][0]["method"] == "full"
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(results_table(summary))
+    text = console.export_text()
+    assert "snapkv" in text and "20.0%" in text and "kept KV" in text

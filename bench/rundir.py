@@ -18,6 +18,7 @@ from typing import Any
 HEADER = "header.json"
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
+CONTEXTS = "contexts"  # contexts/<task>.jsonl: the samples in SCBench's row layout
 
 
 def create_run_dir(root: Path, name: str) -> Path:

@@ -157,9 +157,11 @@ class KeptKVReader:
                         break  # a line still being written: read it next time
                     self.offset += len(line.encode("utf-8"))
                     row = json.loads(line)
-                    self.by_rid[row["rid"]] = row["kept_kv"]
+                    self.by_rid[row["rid"]] = row
         for record in records:
-            record["kept_kv"] = self.by_rid.pop(record.get("request_id"), None)
+            row = self.by_rid.pop(record.get("request_id"), {})
+            record["kept_kv"] = row.get("kept_kv")
+            record["kept_map"] = row.get("kept_map")
 
 
 def run_bench(
@@ -192,6 +194,8 @@ def run_bench(
         if source == "fixtures" and spec.data is None:
             display.message(f"{task.name}: no offline generator; using the bundled fixtures (pass --data for real rows)")
         samples = load_task_samples(task, spec, count_tokens, on_skip)
+        # The sessions' contexts and gold turns, in SCBench's row layout (for viewers and rescoring).
+        rundir.write_jsonl_atomic(run_dir / rundir.CONTEXTS / f"{task.name}.jsonl", [s.to_row() for s in samples])
         if not samples:
             display.message(f"{task.name}: no usable samples")
         work += [(task, mode, sample, index) for mode in spec.modes for index, sample in enumerate(samples)]

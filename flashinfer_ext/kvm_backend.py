@@ -133,9 +133,22 @@ class KVMethodBackend(TorchNativeAttnBackend):
         return o
 
 
+MAP_BINS = 64
+
+
+def kept_map_row(visible: torch.Tensor, bins: int = MAP_BINS) -> list[float]:
+    """bool [kv_heads, kv_len] -> the visible share of each of `bins` equal position ranges."""
+    kv_len = visible.shape[1]
+    edges = torch.linspace(0, kv_len, min(bins, kv_len) + 1).round().long().tolist()
+    counts = visible.float().mean(dim=0).cumsum(0)
+    prefix = torch.cat([counts.new_zeros(1), counts])
+    return [round(float(prefix[b] - prefix[a]) / max(b - a, 1), 3) for a, b in zip(edges, edges[1:])]
+
+
 class KeptKVStats:
     """Per request, at its first decode step: the fraction of its KV the query could see, averaged
-    over layers and KV heads, appended as one JSON line {"rid", "kept_kv", "seq_len"} to `path`.
+    over layers and KV heads, and per layer a map of that share over `MAP_BINS` position ranges,
+    appended as one JSON line {"rid", "kept_kv", "seq_len", "kept_map"} to `path`.
     With `detail`, the line also lists the positions visible in layer 0, KV head 0 ("visible"), so
     tests can compare the kept sets of requests that share a prefix."""
 
@@ -148,22 +161,29 @@ class KeptKVStats:
         self.reported: set[str] = set()
         self.partial: dict[str, list[float]] = {}
         self.visible: dict[str, list[int]] = {}
+        self.maps: dict[str, list[list[float]]] = {}
 
     def observe(self, rid: str, layer_id: int, plan, seq_len: int) -> None:
         if not self.path or rid in self.reported:
             return
+        last_row = plan.rows_mask(plan.q_len - 1, plan.q_len)[:, 0]  # [kv_heads, kv_len]
         fractions = self.partial.setdefault(rid, [])
-        fractions.append(float(plan.visible_fraction(seq_len)))
+        fractions.append(float(last_row.sum()) / (last_row.shape[0] * max(seq_len, 1)))
+        self.maps.setdefault(rid, []).append(kept_map_row(last_row))
         if self.detail and layer_id == 0:
-            last_row = plan.rows_mask(plan.q_len - 1, plan.q_len)[0, 0]
-            self.visible[rid] = last_row.nonzero().flatten().tolist()
+            self.visible[rid] = last_row[0].nonzero().flatten().tolist()
         if layer_id != self.num_layers - 1:
             return
         del self.partial[rid]
         if len(self.reported) >= self.MAX_REMEMBERED:
             self.reported.clear()
         self.reported.add(rid)
-        record = {"rid": rid, "kept_kv": sum(fractions) / len(fractions), "seq_len": seq_len}
+        record = {
+            "rid": rid,
+            "kept_kv": sum(fractions) / len(fractions),
+            "seq_len": seq_len,
+            "kept_map": self.maps.pop(rid),
+        }
         if self.detail:
             record["visible"] = self.visible.pop(rid, None)
         with open(self.path, "a", encoding="utf-8") as fh:

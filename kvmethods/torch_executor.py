@@ -19,7 +19,7 @@ import torch
 
 from kvmethods.plan import SparsePlan
 
-__all__ = ["attend", "merge_state"]
+__all__ = ["attend", "check_inputs", "merge_state"]
 
 LOG2E = 1.0 / math.log(2.0)
 _SCORE_ELEMS = 1 << 22  # dense-path scores per chunk (16 MiB of float32: stays closer to cache)
@@ -47,7 +47,7 @@ def attend(
         lse [q_len, Hq] float32, log2 of sum_j exp(scale q . k_j) (-inf for a row that sees no key).
     It computes on the CPU; inputs on another device are copied over and results copied back.
     """
-    q_len, hq, d = _check(q, k, v, plan)
+    q_len, hq, d = check_inputs(q, k, v, plan)
     device = q.device
     q, k, v = q.cpu(), k.cpu(), v.cpu()
     kv_len, hkv, dv = k.shape[0], k.shape[1], v.shape[2]
@@ -95,7 +95,8 @@ def merge_state(
 # -- internals ---------------------------------------------------------------------------------
 
 
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SparsePlan) -> tuple[int, int, int]:
+def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SparsePlan) -> tuple[int, int, int]:
+    """Shapes of q, k, v agree with each other and with the plan; returns (q_len, Hq, D)."""
     if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
         raise ValueError(
             f"attend expects q [q_len, Hq, D], k [kv_len, Hkv, D], v [kv_len, Hkv, Dv]; got "

@@ -119,6 +119,17 @@ def test_kept_kv_lines_join_records_by_request_id(tmp_path):
     assert records[0]["kept_kv"] is None
 
 
+def test_kept_map_gives_the_visible_share_per_position_range():
+    from flashinfer_ext.kvm_backend import kept_map_row
+
+    visible = torch.zeros(2, 10, dtype=torch.bool)
+    visible[0, :5] = True
+    visible[1] = True
+    assert kept_map_row(visible, bins=4) == [1.0, 1.0, 0.5, 0.5]  # ranges [0,2) [2,5) [5,8) [8,10)
+    assert len(kept_map_row(visible)) == 10  # never more bins than positions
+    assert kept_map_row(torch.ones(1, 1000, dtype=torch.bool)) == [1.0] * 64
+
+
 def test_summary_groups_by_method_in_run_order():
     def rec(method, turn, score, kept):
         return {"method": method, "task": "kv", "mode": "multi-turn", "sample_id": "s", "turn": turn,

@@ -126,8 +126,14 @@ def test_bench_runs_every_method_in_both_modes(tiny_model_path, tmp_path):
         assert kept[m] == [1.0] * 4, m  # prefill sparsity and quantization drop nothing
     for m in ("streamingllm", "snapkv", "pyramidkv", "quest", "minference+snapkv"):
         assert all(0 < k < 0.7 for k in kept[m]), (m, kept[m])
+    for r in records:  # per layer (2), the kept share of 64 position ranges
+        assert r["kept_map"] is None if r["method"] == "full" else len(r["kept_map"]) == 2
+    snap_map = next(r["kept_map"] for r in records if r["method"] == "snapkv")
+    assert min(snap_map[0]) < 1.0 and snap_map[0][-1] == 1.0  # dropped in the context, not at the end
     for m in methods:
         assert (run_dir / "official" / m / "prediction_scbench_kv_multi_turn.jsonl").exists()
+    (row,) = [json.loads(l) for l in (run_dir / "contexts" / "kv.jsonl").read_text().splitlines()]
+    assert row["id"] == records[0]["sample_id"] and len(row["multi_turns"]) == 2
     for m in methods[1:]:
         assert f"--attention-backend kvm" in " ".join(header["servers"][m]["command"]) or m == "full"
     assert "kept KV" in done.stdout

@@ -46,18 +46,18 @@ def official_case(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_official(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
-    """Writes the official-layout files for every (method, task, mode) of the run, one folder per
-    method (official/<method>/prediction_scbench_<task>[_multi_request].jsonl); returns their paths."""
+    """Writes the official-layout files for every (task, mode) of a run directory (one sweep point,
+    so one method); returns their paths."""
     out_dir = out_dir or run_dir / "official"
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in rundir.read_jsonl(run_dir / rundir.SAMPLES):
         if not record.get("error"):
-            groups[(record.get("method", "full"), record["task"], record["mode"])].append(record)
+            groups[(record["task"], record["mode"])].append(record)
     written = []
-    for (method, task, mode), records in sorted(groups.items()):
+    for (task, mode), records in sorted(groups.items()):
         records.sort(key=lambda r: (r["sample_index"], r["turn"]))
-        path = out_dir / method / f"prediction_scbench_{task}{MODE_SUFFIX[mode]}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"prediction_scbench_{task}{MODE_SUFFIX[mode]}.jsonl"
         rundir.write_jsonl_atomic(path, [official_case(r) for r in records])
         written.append(path)
     return written

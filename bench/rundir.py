@@ -71,6 +71,15 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def append_jsonl_many(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append records in one write and fsync (a session's records land together)."""
+    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL file; a torn last line (crash mid-write) is ignored."""
     records = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ from bench.summary import reuse, summarize
 from data.sample import Sample
 from programs.base import TaskSpec
 from runtime.backend import Connection
-from runtime.errors import RuntimeFailure
-from runtime.server import is_healthy
 
 
 @dataclass(frozen=True)
@@ -164,64 +162,88 @@ class KeptKVReader:
             record["kept_map"] = row.get("kept_map")
 
 
-def run_bench(
-    spec: BenchSpec,
-    conn: Connection,
-    run_dir: Path,
-    display: Display,
-    header: dict[str, Any],
-    method: str = "full",
-    stats_path: Path | None = None,
-) -> dict[str, Any]:
-    """Runs every session with the server's KV `method`, appending records as sessions finish;
-    returns the summary of everything in the run directory (all methods so far)."""
-    from data.generators import token_counter
-    from programs import get_task
+@dataclass
+class PointRun:
+    """One sweep point: a KV method (maybe at a swept budget) on its servers, in its own directory."""
 
-    header = {**header, "spec": asdict(spec)}
-    rundir.write_json_atomic(run_dir / rundir.HEADER, header)
-    kept = KeptKVReader(stats_path)
-    count_tokens = token_counter(conn.tokenizer)
-    samples_path = run_dir / rundir.SAMPLES
+    run_dir: Path
+    label: str  # the point's name: the method, plus "-b<budget>" in budget sweeps
+    method: str = "full"
+    budget: int | None = None
+    stats_path: Path | None = None  # the kvm backend's kept-KV lines (managed servers only)
+    parallel: int = 1
+
+
+def plan_work(spec: BenchSpec, count_tokens, run_dir: Path, display: Display) -> list[tuple]:
+    """(task, mode, sample, index) for every session of the spec, modes outermost; writes contexts/."""
+    from programs import get_task
 
     def on_skip(ref: str, reason: str) -> None:
         display.message(f"skipped {ref}: {reason}")
 
-    work = []
+    per_task = []
     for task_name in spec.tasks:
         task = get_task(task_name)
-        source = data_source(task, spec)
-        if source == "fixtures" and spec.data is None:
+        if data_source(task, spec) == "fixtures" and spec.data is None:
             display.message(f"{task.name}: no offline generator; using the bundled fixtures (pass --data for real rows)")
         samples = load_task_samples(task, spec, count_tokens, on_skip)
         # The sessions' contexts and gold turns, in SCBench's row layout (for viewers and rescoring).
+        (run_dir / rundir.CONTEXTS).mkdir(exist_ok=True)
         rundir.write_jsonl_atomic(run_dir / rundir.CONTEXTS / f"{task.name}.jsonl", [s.to_row() for s in samples])
         if not samples:
             display.message(f"{task.name}: no usable samples")
-        work += [(task, mode, sample, index) for mode in spec.modes for index, sample in enumerate(samples)]
+        per_task.append((task, samples))
+    return [(task, mode, sample, index) for mode in spec.modes for task, samples in per_task for index, sample in enumerate(samples)]
 
-    display.start(len(work), f"{method}: {','.join(spec.tasks)}")
+
+def run_bench(
+    spec: BenchSpec,
+    conns: list[Connection],
+    point: PointRun,
+    display: Display,
+    header: dict[str, Any],
+) -> dict[str, Any]:
+    """Runs the point's unfinished sessions over `conns`, appending each session's records as it
+    ends; returns the summary of the point's directory.
+
+    One session at a time on one server empties the radix cache before each session, so a session's
+    reuse comes from itself alone. In parallel, the cache is emptied once per mode instead (sessions
+    of one sample in two modes share a context and must not share its compressed KV).
+    """
+    from bench.resume import prepare_resume, session_key
+    from bench.scheduler import EndpointPool, run_sessions
+    from data.generators import token_counter
+
+    run_dir = point.run_dir
+    header = {**header, "spec": asdict(spec)}
+    rundir.write_json_atomic(run_dir / rundir.HEADER, header)
+    kept = KeptKVReader(point.stats_path)
+    count_tokens = token_counter(conns[0].tokenizer)
+    samples_path = run_dir / rundir.SAMPLES
+    finished = prepare_resume(samples_path)
+    work = [w for w in plan_work(spec, count_tokens, run_dir, display) if (w[0].name, w[1], w[3]) not in finished]
+    if finished:
+        display.message(f"{point.label}: {len(finished)} sessions already finished; {len(work)} to run")
+
+    concurrent = point.parallel > 1 or len(conns) > 1
+    session_spec = replace(spec, flush_between_sessions=spec.flush_between_sessions and not concurrent)
+    pool = EndpointPool(conns, on_drop=display.message)
+
+    def run_one(conn, item):
+        task, mode, sample, index = item
+        return run_session(conn, task, sample, mode, session_spec, count_tokens, index)
+
+    display.start(len(work), f"{point.label}: {','.join(spec.tasks)}")
     started = time.monotonic()
     try:
-        for task, mode, sample, index in work:
-            outcome = run_session(conn, task, sample, mode, spec, count_tokens, index)
-            kept.annotate(outcome.records)
-            for record in outcome.records:
-                record["method"] = method
-                rundir.append_jsonl(samples_path, record)
-            if outcome.error:
-                if not is_healthy(conn.url):
-                    raise RuntimeFailure(f"the SGLang server at {conn.url} stopped answering: {outcome.error}")
-                display.session_done(f"{method}/{task.name}/{mode}/{sample.id}", f"failed: {outcome.error}")
-                continue
-            scores = " ".join(f"{100 * r['score']:.0f}" for r in outcome.records)
-            reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
-            kept_kv = [r["kept_kv"] for r in outcome.records if r.get("kept_kv") is not None]
-            kept_text = f" kept {' '.join(f'{k:.0%}' for k in kept_kv)}" if kept_kv else ""
-            display.session_done(
-                f"{method}/{task.name}/{mode}/{sample.id}",
-                f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s",
-            )
+        for mode in spec.modes:
+            phase = [w for w in work if w[1] == mode]
+            if concurrent and spec.flush_between_sessions and phase:
+                for conn in pool.live():
+                    conn.backend.flush_cache()
+            for (task, mode_, sample, index), outcome, conn in run_sessions(phase, run_one, pool, point.parallel):
+                _record_session(outcome, point, conn, kept, samples_path)
+                _show(display, point, f"{task.name}/{mode_}/{sample.id}", outcome)
     finally:
         display.close()
         summary = summarize(rundir.read_jsonl(samples_path))
@@ -229,3 +251,23 @@ def run_bench(
         rundir.write_json_atomic(run_dir / rundir.SUMMARY, summary)
     return summary
 
+
+def _record_session(outcome: SessionOutcome, point: PointRun, conn: Connection, kept: KeptKVReader, path: Path) -> None:
+    kept.annotate(outcome.records)
+    for record in outcome.records:
+        record.update(
+            point=point.label, method=point.method, budget=point.budget, endpoint=conn.url,
+            session_turns=len(outcome.records),
+        )
+    rundir.append_jsonl_many(path, outcome.records)
+
+
+def _show(display: Display, point: PointRun, label: str, outcome: SessionOutcome) -> None:
+    if outcome.error:
+        display.session_done(f"{point.label}/{label}", f"failed: {outcome.error}")
+        return
+    scores = " ".join(f"{100 * r['score']:.0f}" for r in outcome.records)
+    reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
+    kept_kv = [r["kept_kv"] for r in outcome.records if r.get("kept_kv") is not None]
+    kept_text = f" kept {' '.join(f'{k:.0%}' for k in kept_kv)}" if kept_kv else ""
+    display.session_done(f"{point.label}/{label}", f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s")

@@ -15,6 +15,10 @@ def reuse(record: dict[str, Any]) -> float | None:
     return cached / prompt
 
 
+def _label(record: dict[str, Any]) -> str:
+    return record.get("point") or record.get("method") or "full"
+
+
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return mean(values) if values else None
@@ -22,17 +26,18 @@ def _mean(values) -> float | None:
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per (method, task, mode): overall score and one row per turn (score, reuse, kept KV, tokens,
-    latency). Records without a method (older runs) count as full attention."""
+    latency). The method is the sweep point's label ("snapkv", "snapkv-b512"); records without
+    one (older runs) count as full attention."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     errors: dict[tuple[str, str, str], int] = defaultdict(int)
     for rec in records:
-        key = (rec.get("method", "full"), rec["task"], rec["mode"])
+        key = (_label(rec), rec["task"], rec["mode"])
         if rec.get("error"):
             errors[key] += 1
         else:
             groups[key].append(rec)
     results = []
-    order = {m: i for i, m in enumerate(dict.fromkeys(r.get("method", "full") for r in records))}
+    order = {m: i for i, m in enumerate(dict.fromkeys(_label(r) for r in records))}
     for key in sorted(set(groups) | set(errors), key=lambda k: (order[k[0]], k[1], k[2])):
         method, task, mode = key
         recs = groups.get(key, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Optional
@@ -64,10 +65,13 @@ def bench(
     max_seq_len: Annotated[Optional[int], typer.Option(min=256, help="Cut the context in the middle so the first prompt fits (SCBench's --max_seq_length).")] = None,
     chat_template: Annotated[bool, typer.Option(help="Wrap prompts in the model's chat template.")] = True,
     model: Annotated[str, typer.Option(help="HF model id or local path for the managed server.")] = EMBEDDED,
-    endpoint: Annotated[Optional[str], typer.Option(help="Use an existing SGLang server at this URL instead of starting one.")] = None,
+    endpoint: Annotated[Optional[list[str]], typer.Option("--endpoint", help="Use existing SGLang servers (repeatable; or one router URL) instead of starting one; sessions are spread over them.")] = None,
     device: Annotated[str, typer.Option(help="Device of the managed server: cpu or cuda.")] = "cpu",
     max_total_tokens: Annotated[int, typer.Option(min=1024, help="KV pool size of the managed server, in tokens.")] = 32768,
-    out: Annotated[Path, typer.Option(help="Folder that receives the run directory.")] = Path("runs"),
+    out: Annotated[Path, typer.Option(help="Folder that receives the sweep directory.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option(help="Sweep directory name (default: tasks + a digest of the arguments, so a rerun resumes).")] = None,
+    budgets: Annotated[str, typer.Option(help="Comma-separated budgets to sweep for every method that uses one (e.g. 512,1024,2048).")] = "",
+    parallel: Annotated[int, typer.Option(min=1, help="Sessions in flight at once (over all servers).")] = 1,
     methods: Annotated[str, typer.Option(help="Comma-separated KV methods, one managed server each: full, a_shape, tri_shape, minference, flexprefill, streamingllm, snapkv, pyramidkv, kivi, fp8, quest, or a composition like minference+snapkv.")] = "full",
     method_arg: Annotated[Optional[list[str]], typer.Option("--method-arg", help="field=value for every method that has the field (repeatable), e.g. budget=2048 or minference.budget=1024.")] = None,
 ) -> None:
@@ -76,12 +80,13 @@ def bench(
         _bench(
             tasks=split_list(tasks), modes=split_list(modes), samples=samples, context_tokens=context_tokens,
             turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len,
-            chat_template=chat_template, model=model, endpoint=endpoint, device=device, max_total_tokens=max_total_tokens, out=out,
-            methods=split_list(methods), method_args=tuple(method_arg or ()),
+            chat_template=chat_template, model=model, endpoints=list(endpoint or ()), device=device,
+            max_total_tokens=max_total_tokens, out=out, name=name, methods=split_list(methods),
+            method_args=tuple(method_arg or ()), budgets=split_list(budgets), parallel=parallel,
         )
 
 
-def resolve_methods(methods: tuple[str, ...], method_args: tuple[str, ...], endpoint: str | None) -> list:
+def resolve_methods(methods: tuple[str, ...], method_args: tuple[str, ...], endpoint: bool) -> list:
     """Validated method instances; an existing endpoint runs whatever attention it was started with."""
     from runtime.errors import UsageError
 
@@ -101,80 +106,61 @@ def resolve_methods(methods: tuple[str, ...], method_args: tuple[str, ...], endp
     return resolved
 
 
+def resolve_budgets(budgets: tuple[str, ...]) -> tuple[int, ...]:
+    from runtime.errors import UsageError
+
+    try:
+        values = tuple(int(b, 10) for b in budgets)
+    except ValueError:
+        raise UsageError(f"--budgets {','.join(budgets)}: expected comma-separated whole numbers, e.g. 512,1024") from None
+    if any(b < 1 for b in values) or len(set(values)) != len(values):
+        raise UsageError(f"--budgets {','.join(budgets)}: expected distinct budgets >= 1")
+    return values
+
+
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
-           chat_template, model, endpoint, device, max_total_tokens, out, methods, method_args) -> None:
+           chat_template, model, endpoints, device, max_total_tokens, out, name, methods, method_args,
+           budgets, parallel) -> None:
     from runtime.errors import UsageError
 
     tasks = resolve_tasks(tasks)
     _validate(modes, history)
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'. Valid: cpu, cuda")
-    kv_methods = resolve_methods(methods, method_args, endpoint)
-
-    import contextlib
+    kv_methods = resolve_methods(methods, method_args, bool(endpoints))
+    budget_values = resolve_budgets(budgets)
+    if endpoints and budget_values:
+        raise UsageError("--budgets needs managed servers (the budget is set when the server starts); omit --endpoint")
+    for url in endpoints:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--endpoint {url}: expected an http:// or https:// URL")
+    if len(set(endpoints)) != len(endpoints):
+        raise UsageError("--endpoint names a server twice")
 
     from rich.console import Console
 
     from bench import rundir
     from bench.display import make_display
-    from bench.export import export_official
-    from bench.runner import BenchSpec, run_bench
-    from bench.summary import results_table
+    from bench.runner import BenchSpec
+    from bench.summary import results_table, summarize
+    from bench.sweep import Servers, plan_points, run_sweep, sweep_dir_for
 
     spec = BenchSpec(
         tasks=tasks, modes=modes, num_samples=samples, context_tokens=context_tokens, num_turns=turns,
         seed=seed, data=data, history=history, max_turns=max_turns, chat_template=chat_template,
         max_seq_len=max_seq_len,
     )
+    points = plan_points(kv_methods, budget_values)
+    servers = Servers(model=model, endpoints=endpoints, device=device, max_total_tokens=max_total_tokens,
+                      chat_template=chat_template)
+    sweep_dir = sweep_dir_for(out, name, spec, points, servers)
     display = make_display()
-    run_dir = rundir.create_run_dir(out, "-".join(tasks) if len(tasks) <= 3 else f"{len(tasks)}tasks")
-    header = {
-        "argv": sys.argv, "versions": _versions(), "run_dir": str(run_dir),
-        "methods": [m.to_dict() for m in kv_methods], "servers": {},
-    }
+    display.message(f"sweep directory: {sweep_dir} ({len(points)} points)")
+    header = {"argv": sys.argv, "versions": _versions(), "sweep_dir": str(sweep_dir)}
+    started = time.monotonic()
+    point_dirs = run_sweep(spec, points, servers, sweep_dir, display, header, parallel=parallel)
 
-    for method in kv_methods:
-        with contextlib.ExitStack() as stack:
-            conn, server_info, stats_path = _serve(
-                stack, method, model=model, endpoint=endpoint, device=device,
-                max_total_tokens=max_total_tokens, chat_template=chat_template, run_dir=run_dir, display=display,
-            )
-            header["servers"][method.name] = server_info
-            header["model_path"] = conn.model_path
-            header["chat_template"] = conn.chat
-            summary = run_bench(spec, conn, run_dir, display, header, method=method.name, stats_path=stats_path)
-
-    export_official(run_dir)
+    records = [r for d in point_dirs for r in rundir.read_jsonl(d / rundir.SAMPLES)]
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table
-    console.print(results_table(summary))
-    console.print(f"wall time {summary['wall_seconds']:.1f}s; run directory: {run_dir}")
-
-
-def _serve(stack, method, *, model, endpoint, device, max_total_tokens, chat_template, run_dir, display):
-    """A connection to a server running `method`: the existing endpoint, or a managed server (its
-    lifetime tied to `stack`) started with the method's backend. Returns (conn, info, stats path)."""
-    from flashinfer_ext.server_settings import server_settings
-    from runtime.backend import connect
-    from runtime.model import cache_dir, resolve_model
-    from runtime.server import ManagedServer, ServerOptions
-
-    if endpoint:
-        return connect(endpoint, chat_template=chat_template), {"endpoint": endpoint}, None
-    model_path = resolve_model(model)
-    stats_path = (run_dir / f"kept_kv.{method.name}.jsonl").resolve()
-    settings = server_settings(method, device, str(stats_path))
-    options = ServerOptions(
-        model_path=model_path, device=device, max_total_tokens=max_total_tokens,
-        attention_backend=settings.attention_backend, extra_args=settings.extra_args, env=settings.env,
-    )
-    log_path = run_dir / f"server.{method.name}.log"
-    display.message(f"{method.name}: starting SGLang server for {model} (log: {log_path})")
-    server = stack.enter_context(ManagedServer(options, log_path, cache_dir()))
-    display.message(f"{method.name}: server ready at {server.url} in {server.startup_seconds:.1f}s")
-    info = {
-        "managed": True, "model": model, "model_path": model_path, "device": device, "method": method.to_dict(),
-        "command": options.command(server.port), "env": settings.env,
-        "startup_seconds": round(server.startup_seconds, 2),
-    }
-    conn = connect(server.url, chat_template=chat_template)
-    return conn, info, stats_path if settings.uses_plugin else None
+    console.print(results_table(summarize(records)))
+    console.print(f"wall time {time.monotonic() - started:.1f}s; sweep directory: {sweep_dir}")

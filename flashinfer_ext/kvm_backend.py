@@ -6,10 +6,12 @@ on CPU, the FlashInfer executor on CUDA (`flashinfer_ext.plugin.create_backend` 
 per physical KV slot (`SlotState`), so a compression decided on a shared context is seen by every
 fork and turn that reuses those slots, and is reset whenever SGLang writes a slot again.
 
-Lifecycle (SCBench's): a dropping method compresses once, when a cold prefill (no cached prefix)
-completes: in multi-turn mode that prefill holds context + question 1 (query-aware), in
-multi-request mode it is the committed context alone (query-agnostic). Later tokens are appended
-uncompressed. The server runs without chunked prefill, so a cold prefill is one extend.
+Lifecycle (SCBench's): a dropping method compresses once, when the context's prefill completes:
+in multi-turn mode that prefill holds context + question 1 (query-aware), in multi-request mode it
+is the committed context alone (query-agnostic). "The context's prefill" is an extend that brings
+more new tokens than it finds cached (a short cached prefix, such as an instruction shared with
+another session, keeps its own state); later turns and questions extend a long cached context and
+are appended uncompressed. The server runs without chunked prefill, so that prefill is one extend.
 
 Quantization methods (KIVI, FP8) quantize what attention reads from the pool: at an extend the
 cached prefix (already stored), at decode every stored token; the extend's own keys are attended in
@@ -104,9 +106,11 @@ class KVMethodBackend(TorchNativeAttnBackend):
             plan = plan.with_visibility(state.visibility(layer.layer_id, slots))
             out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[start : start + q_len] = out.to(o.dtype)
-            if self.compresses and prefix_len == 0 and q_len > 0:
+            if self.compresses and q_len > prefix_len:
+                # The context's prefill. A short cached prefix (another session's identical
+                # instruction, a chat header) keeps its own state; the new slots take the decision.
                 keep = self.method.compress(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
-                state.set_visibility(layer.layer_id, slots, keep)
+                state.set_visibility(layer.layer_id, slots[prefix_len:], keep[:, prefix_len:])
             start += q_len
         return o
 

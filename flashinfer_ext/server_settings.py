@@ -69,7 +69,7 @@ def server_settings(method, device: str, stats_path: str | None = None, *, nativ
         return ServerSettings(attention_backend=None)
     if method.name == "fp8" and device == "cuda":
         return ServerSettings(attention_backend=None, extra_args=["--kv-cache-dtype", "fp8_e4m3"])
-    # One extend per cold prefill: compression must see the whole context at once. Without a chunk
+    # One extend per context prefill: compression must see the whole context at once. Without a chunk
     # size SGLang sizes its activation reserve from --max-prefill-tokens (16K tokens x 1.5 MB, more
     # than these CPU machines have), so the static memory fraction is given explicitly on CPU.
     args = ["--chunked-prefill-size", "-1"]

@@ -62,8 +62,14 @@ def test_unreachable_endpoint_is_one_line_exit_1(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == f"error: no healthy SGLang server at http://127.0.0.1:{port} (GET /health failed)"
 
 
+def point_dirs(out_dir):
+    """The point directories of the one sweep under `out_dir`, in sweep order."""
+    (sweep,) = [p for p in out_dir.iterdir() if p.is_dir()]
+    return [sweep / label for label in json.loads((sweep / "sweep.json").read_text())["points"]]
+
+
 def read_run(out_dir):
-    (run_dir,) = [p for p in out_dir.iterdir() if p.is_dir()]
+    (run_dir,) = point_dirs(out_dir)
     header = json.loads((run_dir / "header.json").read_text())
     records = [json.loads(l) for l in (run_dir / "samples.jsonl").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -76,7 +82,7 @@ def test_bench_on_an_existing_endpoint(tmp_path, sglang_server):
     assert done.returncode == 0, done.stderr
     assert "SCBench results" in done.stdout and "multi-request" in done.stdout
     run_dir, header, records, summary = read_run(tmp_path)
-    assert header["servers"]["full"] == {"endpoint": sglang_server.url}
+    assert header["server"] == {"endpoints": [sglang_server.url]}
     assert header["spec"]["tasks"] == ["kv"] and header["versions"]["sglang"] == "0.5.23"
     assert len(records) == 2 * 2 * 3  # modes x sessions x turns
     for rec in records:
@@ -94,9 +100,9 @@ def test_bench_with_a_managed_server_shuts_it_down(tmp_path, tiny_model_path):
     done = cli("bench", "--model", str(tiny_model_path), "--samples", "1", "--turns", "2", "--context-tokens", "500", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     run_dir, header, records, _ = read_run(tmp_path)
-    assert header["servers"]["full"]["managed"] and header["servers"]["full"]["command"][header["servers"]["full"]["command"].index("--host") + 1] == "127.0.0.1"
+    assert header["server"]["managed"] and header["server"]["command"][header["server"]["command"].index("--host") + 1] == "127.0.0.1"
     assert len(records) == 2 * 1 * 2
-    port = int(header["servers"]["full"]["command"][header["servers"]["full"]["command"].index("--port") + 1])
+    port = int(header["server"]["command"][header["server"]["command"].index("--port") + 1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the managed server outlived the command"
-    assert (run_dir / "server.full.log").exists()
+    assert (run_dir / "server.log").exists() and run_dir.name == "full" and header["finished"]

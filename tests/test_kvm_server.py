@@ -11,7 +11,7 @@ import pytest
 from flashinfer_ext.plugin import STATS_DETAIL_ENV
 from flashinfer_ext.server_settings import parse_methods, server_settings
 from runtime.server import ManagedServer, ServerOptions
-from tests.test_cli import cli, read_run
+from tests.test_cli import cli, point_dirs
 
 pytestmark = pytest.mark.server
 
@@ -112,10 +112,15 @@ def test_bench_runs_every_method_in_both_modes(tiny_model_path, tmp_path):
         "--method-arg", "quest.dense_layers=0", "--out", str(tmp_path), timeout=1500,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    run_dir, header, records, summary = read_run(tmp_path)
     methods = ALL_METHODS.split(",")
-    assert [m["method"] for m in header["methods"]] == methods
-    assert [r["method"] for r in summary["results"]][::2] == methods
+    dirs = point_dirs(tmp_path)
+    assert [d.name for d in dirs] == methods
+    records, headers = [], {}
+    for d in dirs:
+        headers[d.name] = json.loads((d / "header.json").read_text())
+        records += [json.loads(l) for l in (d / "samples.jsonl").read_text().splitlines()]
+        assert (d / "official" / "prediction_scbench_kv_multi_turn.jsonl").exists()
+    assert all(headers[m]["method"]["method"] == m and headers[m]["finished"] for m in methods)
     assert not [r for r in records if r.get("error")]
     assert {(r["method"], r["mode"]) for r in records} == {(m, mode) for m in methods for mode in ("multi-turn", "multi-request")}
     kept = {}
@@ -130,10 +135,9 @@ def test_bench_runs_every_method_in_both_modes(tiny_model_path, tmp_path):
         assert r["kept_map"] is None if r["method"] == "full" else len(r["kept_map"]) == 2
     snap_map = next(r["kept_map"] for r in records if r["method"] == "snapkv")
     assert min(snap_map[0]) < 1.0 and snap_map[0][-1] == 1.0  # dropped in the context, not at the end
-    for m in methods:
-        assert (run_dir / "official" / m / "prediction_scbench_kv_multi_turn.jsonl").exists()
-    (row,) = [json.loads(l) for l in (run_dir / "contexts" / "kv.jsonl").read_text().splitlines()]
+    (row,) = [json.loads(l) for l in (dirs[0] / "contexts" / "kv.jsonl").read_text().splitlines()]
     assert row["id"] == records[0]["sample_id"] and len(row["multi_turns"]) == 2
     for m in methods[1:]:
-        assert f"--attention-backend kvm" in " ".join(header["servers"][m]["command"]) or m == "full"
+        assert "--attention-backend kvm" in " ".join(headers[m]["server"]["command"])
+    assert "kvm" not in headers["full"]["server"]["command"]
     assert "kept KV" in done.stdout

@@ -97,10 +97,10 @@ def test_official_export_layout(tmp_path):
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     paths = export_official(tmp_path)
     assert sorted(p.name for p in paths) == ["prediction_scbench_choice_eng_multi_turn.jsonl", "prediction_scbench_repoqa_and_kv_scdq.jsonl"]
-    choice = [json.loads(l) for l in (tmp_path / "official" / "full" / "prediction_scbench_choice_eng_multi_turn.jsonl").read_text().splitlines()]
+    choice = [json.loads(l) for l in (tmp_path / "official" / "prediction_scbench_choice_eng_multi_turn.jsonl").read_text().splitlines()]
     assert choice == [
         {"id": 0, "turn_idx": 0, "prediction": "A", "ground_truth": ["Ann", "A"]},
         {"id": 0, "turn_idx": 1, "prediction": "B", "ground_truth": ["Bob", "B"]},
     ]
-    (mix,) = [json.loads(l) for l in (tmp_path / "official" / "full" / "prediction_scbench_repoqa_and_kv_scdq.jsonl").read_text().splitlines()]
+    (mix,) = [json.loads(l) for l in (tmp_path / "official" / "prediction_scbench_repoqa_and_kv_scdq.jsonl").read_text().splitlines()]
     assert mix == {"id": 2, "turn_idx": 0, "prediction": "p", "ground_truth": "def f(): pass", "task": "scbench_repoqa", "lang": "python", "repo": "r", "func_name": "f"}

@@ -10,6 +10,7 @@ import typer
 
 from commands import data
 from commands.bench import bench
+from commands.report import compare, report, rescore
 
 app = typer.Typer(
     help="SharedContextBench (SCBench) on the SGLang runtime.",
@@ -19,6 +20,9 @@ app = typer.Typer(
 )
 app.command()(bench)
 app.add_typer(data.app, name="data")
+app.command()(report)
+app.command()(rescore)
+app.command()(compare)
 
 
 @app.command()

@@ -150,6 +150,10 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
         seed=seed, data=data, history=history, max_turns=max_turns, chat_template=chat_template,
         max_seq_len=max_seq_len,
     )
+    if not endpoints:  # a bad --model fails before anything is created
+        from runtime.model import resolve_model
+
+        resolve_model(model)
     points = plan_points(kv_methods, budget_values)
     servers = Servers(model=model, endpoints=endpoints, device=device, max_total_tokens=max_total_tokens,
                       chat_template=chat_template)

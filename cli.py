@@ -11,6 +11,7 @@ import typer
 from commands import data
 from commands.bench import bench
 from commands.report import compare, report, rescore
+from commands.tui import tui
 
 app = typer.Typer(
     help="SharedContextBench (SCBench) on the SGLang runtime.",
@@ -23,6 +24,7 @@ app.add_typer(data.app, name="data")
 app.command()(report)
 app.command()(rescore)
 app.command()(compare)
+app.command()(tui)
 
 
 @app.command()

@@ -97,7 +97,8 @@ def run_sweep(spec: BenchSpec, points: list[Point], servers: Servers, sweep_dir:
         "parallel": parallel,
     })
     dirs = []
-    for point in points:
+    for number, point in enumerate(points, 1):
+        display.message(f"point {number}/{len(points)}: {point.label}")
         point_dir = sweep_dir / point.label
         dirs.append(point_dir)
         existing = _check_point_dir(point_dir, spec, point)

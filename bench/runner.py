@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,8 @@ def run_bench(
     from bench.scheduler import EndpointPool, run_sessions
     from data.generators import token_counter
 
+    # SGLang's frontend warns with a traceback when a request fails; the session records that error.
+    warnings.filterwarnings("ignore", message="Error in stream_executor", category=UserWarning)
     run_dir = point.run_dir
     header = {**header, "spec": asdict(spec)}
     rundir.write_json_atomic(run_dir / rundir.HEADER, header)

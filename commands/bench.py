@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -74,6 +75,7 @@ def bench(
     parallel: Annotated[int, typer.Option(min=1, help="Sessions in flight at once (over all servers).")] = 1,
     methods: Annotated[str, typer.Option(help="Comma-separated KV methods, one managed server each: full, a_shape, tri_shape, minference, flexprefill, streamingllm, snapkv, pyramidkv, kivi, fp8, quest, or a composition like minference+snapkv.")] = "full",
     method_arg: Annotated[Optional[list[str]], typer.Option("--method-arg", help="field=value for every method that has the field (repeatable), e.g. budget=2048 or minference.budget=1024.")] = None,
+    request_timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Give up on a server that sends no reply for this many seconds (default: wait forever, as SGLang's frontend does); the session fails and the server is dropped if its health check fails too.")] = None,
 ) -> None:
     """Run SCBench sessions (both shared-context modes) and print score and KV reuse per turn."""
     with one_line_errors():
@@ -83,6 +85,7 @@ def bench(
             chat_template=chat_template, model=model, endpoints=list(endpoint or ()), device=device,
             max_total_tokens=max_total_tokens, out=out, name=name, methods=split_list(methods),
             method_args=tuple(method_arg or ()), budgets=split_list(budgets), parallel=parallel,
+            request_timeout=request_timeout,
         )
 
 
@@ -118,10 +121,29 @@ def resolve_budgets(budgets: tuple[str, ...]) -> tuple[int, ...]:
     return values
 
 
+def check_data(spec) -> None:
+    """`--data PATH` is read before anything is made: a source that cannot be read, or that has no
+    usable row for a task, is a usage error (malformed rows among good ones are skipped later, with
+    a message each). The hub is left to the run."""
+    from data.loader import load_samples
+    from programs.registry import get_task
+    from runtime.errors import UsageError
+
+    if spec.data is None or spec.data == "hub":
+        return
+    for name in spec.tasks:
+        config = get_task(name).config
+        skipped: list[str] = []
+        if not load_samples(config, spec.data, limit=1, on_skip=lambda ref, why: skipped.append(f"{ref}: {why}")):
+            detail = f" ({len(skipped)} malformed rows skipped; first: {skipped[0]})" if skipped else ""
+            raise UsageError(f"--data {spec.data}: no usable {config} rows{detail}")
+
+
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
            chat_template, model, endpoints, device, max_total_tokens, out, name, methods, method_args,
-           budgets, parallel) -> None:
-    from runtime.errors import UsageError
+           budgets, parallel, request_timeout=None) -> None:
+    from runtime.errors import RuntimeFailure, UsageError
+    from runtime.server import is_healthy
 
     tasks = resolve_tasks(tasks)
     _validate(modes, history)
@@ -136,6 +158,9 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
             raise UsageError(f"--endpoint {url}: expected an http:// or https:// URL")
     if len(set(endpoints)) != len(endpoints):
         raise UsageError("--endpoint names a server twice")
+    for url in endpoints:  # before the sweep directory is made
+        if not is_healthy(url, timeout=10):
+            raise RuntimeFailure(f"no healthy SGLang server at {url} (GET /health failed)")
 
     from rich.console import Console
 
@@ -154,15 +179,23 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
         from runtime.model import resolve_model
 
         resolve_model(model)
+    check_data(spec)  # so does a bad --data
     points = plan_points(kv_methods, budget_values)
     servers = Servers(model=model, endpoints=endpoints, device=device, max_total_tokens=max_total_tokens,
                       chat_template=chat_template)
     sweep_dir = sweep_dir_for(out, name, spec, points, servers)
     display = make_display()
     display.message(f"sweep directory: {sweep_dir} ({len(points)} points)")
-    header = {"argv": sys.argv, "versions": _versions(), "sweep_dir": str(sweep_dir)}
+    header = {"argv": sys.argv, "versions": _versions(), "sweep_dir": str(sweep_dir), "request_timeout": request_timeout}
     started = time.monotonic()
-    point_dirs = run_sweep(spec, points, servers, sweep_dir, display, header, parallel=parallel)
+    # SGLang's frontend sends requests with urllib and no timeout: the socket default is the only knob.
+    previous_timeout = socket.getdefaulttimeout()
+    if request_timeout:
+        socket.setdefaulttimeout(request_timeout)
+    try:
+        point_dirs = run_sweep(spec, points, servers, sweep_dir, display, header, parallel=parallel)
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
     records = [r for d in point_dirs for r in rundir.read_jsonl(d / rundir.SAMPLES)]
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table

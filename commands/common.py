@@ -17,7 +17,8 @@ def split_list(value: str) -> tuple[str, ...]:
 
 @contextlib.contextmanager
 def one_line_errors():
-    """Known errors print one line (`SCBENCH_DEBUG=1` shows the traceback); usage errors exit 2."""
+    """Known errors print one line (`SCBENCH_DEBUG=1` shows the traceback); usage errors exit 2, the
+    rest (runtime failures, OS errors such as a full disk) exit 1."""
     try:
         yield
     except UsageError as err:
@@ -29,6 +30,11 @@ def one_line_errors():
         if os.environ.get("SCBENCH_DEBUG") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except OSError as err:  # the machine, not the input: a full disk, a read-only folder, a dropped socket
+        if os.environ.get("SCBENCH_DEBUG") == "1":
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

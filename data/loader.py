@@ -58,26 +58,60 @@ def _load_hf_rows(config: str, source: str | None):
         if not files:
             raise UsageError(f"--data {source}: no .jsonl/.json/.parquet files for {config} in that folder")
         builder = _FILE_BUILDERS[files[0].suffix]
-        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+        return _load_local(source, builder, [str(f) for f in files])
     if path.is_file():
         if path.suffix not in _FILE_BUILDERS:
             raise UsageError(f"--data {source}: unsupported file type; accepted: .jsonl, .json, .parquet")
-        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
+        return _load_local(source, _FILE_BUILDERS[path.suffix], str(path))
     raise UsageError(f"--data {source}: no such file or folder")
+
+
+def _load_local(source: str, builder: str, data_files):
+    """Local files through `datasets`; a file it cannot parse is a usage error naming why."""
+    import datasets
+
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # it also logs the parse error it raises
+    try:
+        return datasets.load_dataset(builder, data_files=data_files, split="train")
+    except Exception as err:  # pyarrow and datasets raise many types for a corrupt file
+        cause = err.__cause__ or err
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise UsageError(f"--data {source}: cannot read it as {builder} ({reason})") from err
+    finally:
+        datasets.logging.set_verbosity(verbosity)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, object]]:
     """Reads a JSONL file line by line, so one broken line costs one row, not the file."""
     import json
 
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, MalformedRow("not UTF-8 text")
+                continue
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as err:
                 yield lineno, MalformedRow(f"invalid JSON: {err.msg}")
+
+
+def _read_json(path: Path) -> Iterator[tuple[int, object]]:
+    """A .json file: an array of rows (refs: positions), one row object, or else JSON Lines (refs:
+    line numbers, each broken line reported on its own)."""
+    import json
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        yield from _read_jsonl(path)
+        return
+    yield from enumerate(document if isinstance(document, list) else [document])
 
 
 def load_samples(
@@ -94,6 +128,8 @@ def load_samples(
         source = str(fixture_path(config))
     if source is not None and Path(source).suffix == ".jsonl" and Path(source).is_file():
         rows: Iterator[tuple[int, object]] = _read_jsonl(Path(source))  # refs: line numbers
+    elif source is not None and Path(source).suffix == ".json" and Path(source).is_file():
+        rows = _read_json(Path(source))
     else:
         rows = ((i, row) for i, row in enumerate(_load_hf_rows(config, source)))
     samples: list[Sample] = []

@@ -90,6 +90,9 @@ def commit_shared_prefix(s) -> None:
 
 
 def _turn_result(state, turn_index: int) -> dict[str, Any]:
+    failure = state.error()  # a request the server rejected: its own error, not a missing "answer"
+    if failure is not None:
+        raise failure
     meta = state.get_meta_info("answer") or {}
     finish = meta.get("finish_reason")
     return {

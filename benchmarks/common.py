@@ -223,7 +223,7 @@ def managed_server(log_path: Path, *, model: str = EMBEDDED, extra_args: Sequenc
 
 @contextlib.contextmanager
 def method_server(method, method_args: Sequence[str] = (), log_path: Path | None = None, *,
-                  kvm_full: bool = False, max_total_tokens: int = 32768):
+                  kvm_full: bool = False, max_total_tokens: int = 32768, extra_args: Sequence[str] = ()):
     """A managed server set up for a KV method exactly as `cli.py bench --methods` starts it.
 
     `method` is a method instance or a name (parsed with `method_args`); `kvm_full` runs `full` on
@@ -233,7 +233,7 @@ def method_server(method, method_args: Sequence[str] = (), log_path: Path | None
     if isinstance(method, str):
         method = parse_methods((method,), tuple(method_args))[0]
     settings = server_settings(method, "cpu", native_full=not kvm_full)
-    with managed_server(log_path, extra_args=settings.extra_args, env=settings.env,
+    with managed_server(log_path, extra_args=settings.extra_args + list(extra_args), env=settings.env,
                         attention_backend=settings.attention_backend, max_total_tokens=max_total_tokens) as server:
         server.method = method
         yield server

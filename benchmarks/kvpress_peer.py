@@ -1,7 +1,7 @@
 """NVIDIA's kvpress as a peer: SnapKV and StreamingLLM on the same model, contexts and questions,
 kvpress's pipeline against this project's servers; wall time and answer agreement.
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.kvpress_peer [--setup] [--samples 2 --budget 512]
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.kvpress_peer [--setup] [--samples 3 --budget 512]
 
 kvpress (PyPI `kvpress`) needs transformers < 5.3, and this project's environment pins 5.19, so it
 runs in its own virtual environment (default `.cache/kvpress-venv`; `--setup` creates it: CPU torch
@@ -11,8 +11,10 @@ and exits 0.
 
 Same work on both sides: Retr.KV sessions from the offline generator (same seed), each a context and
 its questions, with the kv task's answer budget (150 new tokens), greedy, on the embedded
-SmolLM2-135M-Instruct checkpoint (the converted bf16 HF checkpoint the server serves; kvpress loads
-it in bf16 too). kvpress's pipeline compresses the context once (query-agnostic: the press sees only
+SmolLM2-135M-Instruct checkpoint (the converted bf16 HF checkpoint the server serves), computed in
+float32 on both sides by default (`--dtype`: the server's `--dtype`, kvpress' torch dtype). In
+bf16 the two runtimes' different kernels round differently, and greedy UUID answers of a 135M model
+flip on such differences even without compression. kvpress's pipeline compresses the context once (query-agnostic: the press sees only
 the context) and answers each question over the compressed cache; the project's equivalent is the
 multi-request mode (the context is committed alone and compressed, then each question is a request
 over it), run through `bench.runner.run_session` on one managed server per method. Settings are the
@@ -51,7 +53,7 @@ TORCH_PIN = "torch==2.13.0"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2, help="Retr.KV sessions (contexts)")
+    parser.add_argument("--samples", type=int, default=3, help="Retr.KV sessions (contexts)")
     parser.add_argument("--context-tokens", type=int, default=2000)
     parser.add_argument("--turns", type=int, default=4, help="questions per context")
     parser.add_argument("--seed", type=int, default=0)
@@ -60,7 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=32, help="SnapKV observation window (ours' default; kvpress' is 64)")
     parser.add_argument("--kernel-size", type=int, default=5, help="SnapKV pooling kernel (both default 5)")
     parser.add_argument("--sink", type=int, default=128, help="StreamingLLM sink keys (ours' default; kvpress' is 4)")
-    parser.add_argument("--dtype", default="bfloat16", help="kvpress model dtype (the server runs the bf16 checkpoint)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="model dtype on both sides (server --dtype, kvpress' torch dtype); the checkpoint is "
+                             "bf16, float32 keeps rounding from flipping greedy choices between the two runtimes")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="kvpress' own virtual environment")
     parser.add_argument("--setup", action="store_true", help="create the kvpress venv first (needs PyPI)")
     parser.add_argument("--out", type=Path, default=default_out(NAME))
@@ -188,7 +192,8 @@ def main(argv=None) -> None:
     ours: dict[str, dict[str, dict]] = {}
     for name in methods:
         ours[name] = {}
-        with method_server(name, method_args_for(name, args), log_path=args.out / f"server-{name}.log") as server:
+        with method_server(name, method_args_for(name, args), log_path=args.out / f"server-{name}.log",
+                           extra_args=("--dtype", args.dtype)) as server:
             conn = connect(server.url)
             warm_up(server.url)
             for sample in samples:
@@ -198,7 +203,8 @@ def main(argv=None) -> None:
                     wall = time.monotonic() - t0
                 if outcome.error:
                     raise RuntimeError(f"ours {name} {sample.id}: {outcome.error}")
-                calls = [c for c in recorder.generate_calls() if c.payload["sampling_params"].get("max_new_tokens") != 0]
+                by_id = {c.meta.get("id"): c for c in recorder.generate_calls()}
+                calls = [by_id[r["request_id"]] for r in outcome.records]  # turn order (forks start in any order)
                 ours[name][sample.id] = {
                     "wall_s": wall, "predictions": [r["prediction"] for r in outcome.records],
                     "scores": [r["score"] for r in outcome.records],

@@ -66,7 +66,8 @@ def plot(path: Path, results: list[dict], methods: list[str], modes: list[str]) 
     for method in methods:
         for mode in modes:
             rows = [r for r in results if r["method"] == method and r["mode"] == mode and r.get("error") is None]
-            label = method if len(modes) == 1 else f"{method} ({mode})"
+            label = {"full": "full (torch_native)", "full@kvm": "full (kvm)"}.get(method, f"{method} (kvm)")
+            label = label if len(modes) == 1 else f"{label}, {mode}"
             xs = [r["context_tokens"] for r in rows]
             ax_t.plot(xs, [r["wall_s"] for r in rows], marker="o", label=label)
             ax_m.plot(xs, [r["peak_rss_bytes"] / GIB for r in rows], marker="o", label=label)
@@ -158,6 +159,9 @@ def main(argv=None) -> None:
                  "idle RSS GiB", "status"], rows, "<<>>>>>>>"))
     print("peak RSS: summed over the server's process group, sampled every 0.1 s during the session; "
           "idle: after warm-up, before the first session")
+    if "full" in methods and any(m != "full" for m in methods) and "full@kvm" not in methods:
+        print("note: full runs on SGLang's own CPU attention (torch_native), the other methods on the project's kvm "
+              "backend; add full@kvm to --methods for full on the same backend")
     png = None if args.no_plot else plot(args.out / "length_scaling.png", results, methods, modes)
     ok = all(r["error"] is None for r in results)
     print()

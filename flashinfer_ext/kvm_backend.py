@@ -44,8 +44,13 @@ def _extend_lens(forward_batch) -> list[tuple[int, int]]:
 class KVMethodBackend(TorchNativeAttnBackend):
     def __init__(self, model_runner, method, stats_path: str | None = None, stats_detail: bool = False, attend=None):
         super().__init__(model_runner)
+        # A fresh prefill under a plain causal plan goes to torch's fused kernel on CPU; the
+        # FlashInfer executor already makes that one call.
+        self.fused_causal = None
         if attend is None:
-            from kvmethods.torch_executor import attend
+            from kvmethods.torch_executor import attend, causal_attention
+
+            self.fused_causal = causal_attention
 
         self.method = method
         self.attend = attend  # the executor: exact torch on CPU, FlashInfer on CUDA
@@ -54,6 +59,8 @@ class KVMethodBackend(TorchNativeAttnBackend):
         self.stats = KeptKVStats(stats_path, self.num_layers, detail=stats_detail)
         self.quantizes = "store" in method.phases
         self.compresses = "compress" in method.phases
+        # Without a decode phase a method's decode plan is full attention over the visible keys.
+        self.batched_decode = "decode" not in method.phases and not self.quantizes
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -74,8 +81,8 @@ class KVMethodBackend(TorchNativeAttnBackend):
         """Slots, keys and values of a request's first `seq_len` tokens, of which `stored` are read
         back from the pool (quantized by a quantization method) and the rest were just written."""
         slots = self.req_to_token_pool.req_to_token[req_pool_index, :seq_len].long()
-        k = self.token_to_kv_pool.get_key_buffer(layer.layer_id)[slots]
-        v = self.token_to_kv_pool.get_value_buffer(layer.layer_id)[slots]
+        k = self.token_to_kv_pool.get_key_buffer(layer.layer_id).index_select(0, slots)
+        v = self.token_to_kv_pool.get_value_buffer(layer.layer_id).index_select(0, slots)
         if self.quantizes and stored > 0:
             k_old, v_old = self.method.quantize_kv(k[:stored], v[:stored])
             k = torch.cat([k_old, k[stored:]])
@@ -104,7 +111,10 @@ class KVMethodBackend(TorchNativeAttnBackend):
             query = q_[start : start + q_len]
             plan = self.method.prefill_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
             plan = plan.with_visibility(state.visibility(layer.layer_id, slots))
-            out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
+            if self.fused_causal is not None and prefix_len == 0 and _unrestricted(plan):
+                out = self.fused_causal(query, keys, values, scale=layer.scaling)
+            else:
+                out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[start : start + q_len] = out.to(o.dtype)
             if self.compresses and q_len > prefix_len:
                 # The context's prefill. A short cached prefix (another session's identical
@@ -123,6 +133,9 @@ class KVMethodBackend(TorchNativeAttnBackend):
         self._store(layer, forward_batch, k, v, save_kv_cache)
         state = self._slot_state(layer)
         o, q_, o_ = self._heads(q, layer)
+        if self.batched_decode:
+            self._decode_batched(q_, o_, layer, forward_batch, state)
+            return o
         rids = forward_batch.rids or []
         for i, seq_len in enumerate(forward_batch.seq_lens_cpu.tolist()):
             seq_len = int(seq_len)
@@ -132,9 +145,72 @@ class KVMethodBackend(TorchNativeAttnBackend):
             plan = plan.with_visibility(state.visibility(layer.layer_id, slots))
             out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[i] = out[0].to(o.dtype)
-            if i < len(rids):
-                self.stats.observe(rids[i], layer.layer_id, plan, seq_len)
+            if i < len(rids) and self.stats.wants(rids[i]):
+                self.stats.observe(rids[i], layer.layer_id, plan.rows_mask(plan.q_len - 1, plan.q_len)[:, 0], seq_len)
         return o
+
+    def _decode_batched(self, q_, o_, layer, forward_batch, state) -> None:
+        """Decode for methods without a decode phase: each query sees its visible keys, all of
+        them (a full plan restricted to the slot state). One padded, masked attention per group
+        of requests instead of a plan and an executor call per request."""
+        seq_lens = [int(n) for n in forward_batch.seq_lens_cpu.tolist()]
+        rids = forward_batch.rids or []
+        k_buffer = self.token_to_kv_pool.get_key_buffer(layer.layer_id)
+        v_buffer = self.token_to_kv_pool.get_value_buffer(layer.layer_id)
+        hkv, d = k_buffer.shape[1], k_buffer.shape[2]
+        group = max(1, DECODE_GATHER_ELEMS // max(1, max(seq_lens) * hkv * d))
+        for b0 in range(0, len(seq_lens), group):
+            lens = seq_lens[b0 : b0 + group]
+            width = max(lens)
+            lengths = torch.tensor(lens, device=k_buffer.device)
+            in_seq = torch.arange(width, device=k_buffer.device)[None, :] < lengths[:, None]  # [B, L]
+            pools = forward_batch.req_pool_indices[b0 : b0 + len(lens)]
+            slots = self.req_to_token_pool.req_to_token[pools, :width].long().masked_fill(~in_seq, 0)
+            visible = state.visible[layer.layer_id].index_select(0, slots.flatten()).view(len(lens), width, hkv)
+            visible = visible.permute(0, 2, 1) & in_seq[:, None, :]  # [B, Hkv, L]
+            for j, n in enumerate(lens):
+                if b0 + j < len(rids) and self.stats.wants(rids[b0 + j]):
+                    self.stats.observe(rids[b0 + j], layer.layer_id, visible[j, :, :n], n)
+            slots, visible = _compact(slots, visible)
+            # index_select, not advanced indexing: several times faster for row gathers on CPU.
+            keys = k_buffer.index_select(0, slots.flatten()).view(*slots.shape, hkv, d)
+            values = v_buffer.index_select(0, slots.flatten()).view(*slots.shape, hkv, v_buffer.shape[2])
+            out = masked_decode(q_[b0 : b0 + len(lens)], keys, values, visible, layer.scaling)
+            o_[b0 : b0 + len(lens)] = out.to(o_.dtype)
+
+
+def _unrestricted(plan) -> bool:
+    """Every query row sees its whole causal range: a plain causal plan, every key visible."""
+    return plan.covers_causal and (plan.visibility is None or bool(plan.visibility.all()))
+
+
+# Elements of K gathered at once by the batched decode (requests are grouped to stay under it).
+DECODE_GATHER_ELEMS = 1 << 24
+
+
+def _compact(slots: torch.Tensor, visible: torch.Tensor, worth: float = 0.75):
+    """Drops the positions no KV head of a request sees (dropped keys, padding) when that shortens
+    the gather enough to pay: slots [B, L], visible [B, Hkv, L] -> [B, W], [B, Hkv, W], W <= L.
+    Kept positions stay in order; rows shorter than W are padded with invisible entries."""
+    seen = visible.any(dim=1)  # [B, L]
+    width = int(seen.sum(dim=1).max())
+    if width > worth * slots.shape[1]:
+        return slots, visible
+    order = torch.argsort((~seen).to(torch.uint8), dim=1, stable=True)[:, :width]  # seen positions first
+    return slots.gather(1, order), visible.gather(2, order[:, None, :].expand(-1, visible.shape[1], -1))
+
+
+def masked_decode(q, k, v, visible, scale: float):
+    """One decode step of B requests: q [B, Hq, D], k [B, L, Hkv, D], v [B, L, Hkv, Dv], visible
+    bool [B, Hkv, L]. Float32 accumulation; a query that sees no key gets 0. Returns [B, Hq, Dv].
+    Each KV head's query group is the "query length" of one SDPA call (GQA without repeating K/V)."""
+    b, hq, d = q.shape
+    hkv = k.shape[2]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.float().view(b, hkv, hq // hkv, d), k.float().transpose(1, 2), v.float().transpose(1, 2),
+        attn_mask=visible[:, :, None, :], scale=scale,
+    )
+    return out.nan_to_num_(0.0).reshape(b, hq, v.shape[-1])  # rows that see nothing: 0 (not NaN)
 
 
 MAP_BINS = 64
@@ -167,10 +243,15 @@ class KeptKVStats:
         self.visible: dict[str, list[int]] = {}
         self.maps: dict[str, list[list[float]]] = {}
 
-    def observe(self, rid: str, layer_id: int, plan, seq_len: int) -> None:
-        if not self.path or rid in self.reported:
+    def wants(self, rid: str) -> bool:
+        """Whether `observe` would record anything for this request (its first decode step)."""
+        return bool(self.path) and rid not in self.reported
+
+    def observe(self, rid: str, layer_id: int, last_row: torch.Tensor, seq_len: int) -> None:
+        """last_row: bool [kv_heads, kv_len], the keys the request's decode query sees in this layer."""
+        if not self.wants(rid):
             return
-        last_row = plan.rows_mask(plan.q_len - 1, plan.q_len)[:, 0]  # [kv_heads, kv_len]
+        last_row = last_row.cpu()
         fractions = self.partial.setdefault(rid, [])
         fractions.append(float(last_row.sum()) / (last_row.shape[0] * max(seq_len, 1)))
         self.maps.setdefault(rid, []).append(kept_map_row(last_row))

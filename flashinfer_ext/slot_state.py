@@ -24,7 +24,7 @@ class SlotState:
 
     def visibility(self, layer: int, slots: torch.Tensor) -> torch.Tensor:
         """bool[kv_heads, len(slots)] for a request's slots in position order."""
-        return self.visible[layer, slots.long()].T
+        return self.visible[layer].index_select(0, slots.long()).T
 
     def set_visibility(self, layer: int, slots: torch.Tensor, keep: torch.Tensor) -> None:
         """Record a compression: `keep` is bool[kv_heads, len(slots)]."""

@@ -19,7 +19,7 @@ import torch
 
 from kvmethods.plan import SparsePlan
 
-__all__ = ["attend", "check_inputs", "merge_state"]
+__all__ = ["attend", "causal_attention", "check_inputs", "merge_state"]
 
 LOG2E = 1.0 / math.log(2.0)
 _SCORE_ELEMS = 1 << 22  # dense-path scores per chunk (16 MiB of float32: stays closer to cache)
@@ -69,6 +69,22 @@ def attend(
             _sparse(qh, kh, vh, plan, vis, scale, out, lse, step)
     out = out.permute(2, 0, 1, 3).reshape(q_len, hq, dv).to(device=device, dtype=q.dtype)
     return out, lse.permute(2, 0, 1).reshape(q_len, hq).to(device)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float) -> torch.Tensor:
+    """A fresh prefill's plain causal attention (q_len == kv_len), output only: what `attend`
+    computes for a full plan without visibility limits, through torch's fused causal SDPA kernel
+    (faster than the chunked path on CPU; no LSE). q [n, Hq, D], k [n, Hkv, D], v [n, Hkv, Dv];
+    returns [n, Hq, Dv] in q's dtype, computed in float32."""
+    n, hq, _ = q.shape
+    if k.shape[0] != n or hq % k.shape[1]:
+        raise ValueError(f"causal_attention needs q_len == kv_len and Hq a multiple of Hkv; got q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}")
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.float().transpose(0, 1)[None], k.float().transpose(0, 1)[None], v.float().transpose(0, 1)[None],
+        scale=scale, is_causal=True, enable_gqa=True,
+    )  # [1, Hq, n, Dv]; with q_len == kv_len top-left and bottom-right alignment coincide
+    return out[0].transpose(0, 1).to(q.dtype)
 
 
 def merge_state(

@@ -149,3 +149,37 @@ def test_summary_groups_by_method_in_run_order():
     console.print(results_table(summary))
     text = console.export_text()
     assert "snapkv" in text and "20.0%" in text and "kept KV" in text
+
+
+def test_batched_decode_matches_the_executor_per_request():
+    # The backend's decode for methods without a decode phase: padded, masked, all requests at once.
+    from flashinfer_ext.kvm_backend import _compact, masked_decode
+    from kvmethods.plan import SparsePlan
+    from kvmethods.torch_executor import attend
+
+    gen = torch.Generator().manual_seed(0)
+    lens, hq, hkv, d = [37, 5, 64, 1], 6, 2, 16
+    width = max(lens)
+    q = torch.randn(len(lens), hq, d, generator=gen)
+    k = torch.randn(len(lens), width, hkv, d, generator=gen)
+    v = torch.randn(len(lens), width, hkv, d, generator=gen)
+    visible = torch.rand(len(lens), hkv, width, generator=gen) < 0.4
+    visible[2, 1] = False  # a head that sees nothing: out 0, as the executor gives
+    for b, n in enumerate(lens):
+        visible[b, :, n:] = False  # padding
+    out = masked_decode(q, k, v, visible, scale=0.25)
+    for b, n in enumerate(lens):
+        plan = SparsePlan.full(1, n, hkv).with_visibility(visible[b, :, :n])
+        want, _ = attend(q[b : b + 1], k[b, :n], v[b, :n], plan, scale=0.25)
+        torch.testing.assert_close(out[b], want[0], rtol=1e-5, atol=1e-6)
+    assert out[2, 3:].abs().sum() == 0 and out[2, :3].abs().sum() > 0  # heads 3-5 read KV head 1
+    # Dropping the positions no head sees (as the backend does before gathering) changes nothing.
+    slots = torch.arange(width).expand(len(lens), -1)
+    kept, kept_visible = _compact(slots, visible)
+    assert kept.shape[1] < width and kept_visible.sum() == visible.sum()
+    rows = torch.arange(len(lens))[:, None]
+    compact = masked_decode(q, k[rows, kept], v[rows, kept], kept_visible, scale=0.25)
+    torch.testing.assert_close(compact, out, rtol=1e-5, atol=1e-6)
+    everything = torch.ones(len(lens), hkv, width, dtype=torch.bool)
+    assert _compact(slots, everything)[0] is slots  # nothing to drop: no copy
+

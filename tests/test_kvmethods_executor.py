@@ -189,3 +189,15 @@ def test_composite_lifecycle_prefill_compress_decode():
     kq, vq = get_method("a_shape+kivi").quantize_kv(k1, v1)
     assert not torch.equal(kq, k1)
     check(q1, kq, vq, decode)
+
+
+def test_fused_causal_attention_equals_the_executor_on_a_fresh_full_prefill():
+    from kvmethods.plan import SparsePlan
+    from kvmethods.torch_executor import attend, causal_attention
+
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(70, h, 16, generator=gen) for h in (6, 2, 2))
+    want, _ = attend(q, k, v, SparsePlan.full(70, 70, 2), scale=0.3)
+    torch.testing.assert_close(causal_attention(q, k, v, scale=0.3), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="q_len == kv_len"):
+        causal_attention(q[:5], k, v, scale=0.3)

@@ -502,6 +502,42 @@ def _server_listeners(server) -> list[tuple[str, str]]:
     return found
 
 
+def test_the_rendezvous_store_listens_on_loopback_only():
+    # torch binds its TCPStore to every interface whatever host it is given; the plugin hands it a
+    # socket bound to the loopback host instead. Run in a child so the patch stays out of this process.
+    code = (
+        "import datetime, importlib, os, json\n"
+        "from runtime.loopback_store import install\n"
+        "install(); install()\n"
+        "rdzv = importlib.import_module('torch.distributed.rendezvous')\n"
+        "store = rdzv._create_c10d_store('127.0.0.1', 0, 0, 1, datetime.timedelta(seconds=10))\n"
+        "store.set('k', 'v'); assert store.get('k') == b'v'\n"
+        "client = rdzv._create_c10d_store('127.0.0.1', store.port, 1, 2, datetime.timedelta(seconds=10))\n"
+        "assert client.get('k') == b'v'\n"
+        "fds = os.listdir('/proc/self/fd')  # one of them is the listing's own, gone by now\n"
+        "socks = [os.readlink(f'/proc/self/fd/{fd}') for fd in fds if os.path.lexists(f'/proc/self/fd/{fd}')]\n"
+        "print(json.dumps({'port': store.port, 'sockets': [int(s[8:-1]) for s in socks if s.startswith('socket:[')]}))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code + "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        info = json.loads(child.stdout.readline())
+        listening = _listening_sockets()
+        mine = [listening[inode] for inode in info["sockets"] if inode in listening]
+        assert any(address.endswith(f":{info['port']:04X}") for address in mine), mine
+        assert mine and all(_is_loopback(address) for address in mine), mine
+    finally:
+        child.communicate("", timeout=30)
+    assert child.returncode == 0
+
+
+def test_loopback_hosts():
+    from runtime.loopback_store import is_loopback_host
+
+    assert all(map(is_loopback_host, ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"]))
+    assert not any(map(is_loopback_host, ["0.0.0.0", "10.0.0.5", "::", "node-1", ""]))
+
+
 @pytest.mark.server
 def test_the_http_port_listens_on_loopback_only(short_server):
     listeners = _server_listeners(short_server)
@@ -513,21 +549,14 @@ def test_the_http_port_listens_on_loopback_only(short_server):
         with socket.socket() as sock:
             sock.settimeout(2)
             assert sock.connect_ex((other, short_server.port)) != 0, f"the server answers on {other}"
-    # SGLang's own sockets (ZMQ, HTTP) are all on 127.0.0.1; the one exception is torch.distributed's
-    # store in the scheduler (see the next test).
-    wide = [(comm, address) for comm, address in listeners if not _is_loopback(address)]
-    assert len(listeners) > len(wide) and len(wide) <= 1, listeners
-    assert all(comm.startswith("sglang::sched") for comm, _ in wide), wide
 
 
 @pytest.mark.server
-@pytest.mark.xfail(strict=True, reason=(
-    "known, not fixed here: the scheduler's torch.distributed TCPStore (SGLang's dist/nccl port, even "
-    "with tp=1 on CPU) binds every interface ('::'); torch offers no bind address, only a pre-bound "
-    "master_listen_fd. Remove this marker once the server runs with a loopback-only store."))
 def test_no_server_socket_listens_beyond_loopback(short_server):
+    # HTTP, ZMQ, gloo and the scheduler's torch.distributed store (runtime/loopback_store.py).
     listeners = _server_listeners(short_server)
-    assert listeners and [l for l in listeners if not _is_loopback(l[1])] == []
+    assert any(comm.startswith("sglang::sched") for comm, _ in listeners), listeners
+    assert listeners and [l for l in listeners if not _is_loopback(l[1])] == [], listeners
 
 
 def test_dataset_code_is_scored_never_run(tmp_path):

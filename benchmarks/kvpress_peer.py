@@ -44,7 +44,8 @@ from benchmarks.common import (
 
 NAME = "kvpress_peer"
 TARGET = 0.90
-METHODS = ("full", "snapkv", "streamingllm")
+METHODS = ("full", "full@kvm", "snapkv", "streamingllm")
+DEFAULT_METHODS = ("full", "snapkv", "streamingllm")
 DEFAULT_VENV = REPO / ".cache" / "kvpress-venv"
 KVPRESS_VERSION = "0.5.5"
 TORCH_PIN = "torch==2.13.0"
@@ -56,7 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--context-tokens", type=int, default=2000)
     parser.add_argument("--turns", type=int, default=4, help="questions per context")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", default=",".join(METHODS), help="subset of full,snapkv,streamingllm")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="subset of full,full@kvm,snapkv,streamingllm (full@kvm: full on this project's kvm "
+                             "backend instead of SGLang's torch_native one; kvpress runs no press for it)")
     parser.add_argument("--budget", type=int, default=512, help="keys kept per KV head (SnapKV, StreamingLLM)")
     parser.add_argument("--window", type=int, default=32, help="SnapKV observation window (ours' default; kvpress' is 64)")
     parser.add_argument("--kernel-size", type=int, default=5, help="SnapKV pooling kernel (both default 5)")
@@ -137,6 +140,10 @@ def first_difference(a: str, b: str) -> int:
     return min(len(a), len(b))
 
 
+def press_name(name: str) -> str:
+    return name.partition("@")[0]  # full@kvm is full on kvpress' side
+
+
 def method_args_for(name: str, args) -> tuple[str, ...]:
     if name == "snapkv":
         return (f"budget={args.budget}", f"window={args.window}", f"kernel_size={args.kernel_size}")
@@ -146,7 +153,7 @@ def method_args_for(name: str, args) -> tuple[str, ...]:
 
 
 def press_spec(name: str, args) -> dict:
-    return {"name": name, "budget": args.budget, "window": args.window, "kernel_size": args.kernel_size,
+    return {"name": press_name(name), "budget": args.budget, "window": args.window, "kernel_size": args.kernel_size,
             "sink": args.sink}
 
 
@@ -191,8 +198,8 @@ def main(argv=None) -> None:
     ours: dict[str, dict[str, dict]] = {}
     for name in methods:
         ours[name] = {}
-        with method_server(name, method_args_for(name, args), log_path=args.out / f"server-{name}.log",
-                           extra_args=("--dtype", args.dtype)) as server:
+        with method_server(press_name(name), method_args_for(name, args), log_path=args.out / f"server-{name}.log",
+                           extra_args=("--dtype", args.dtype), kvm_full=name.endswith("@kvm")) as server:
             conn = connect(server.url)
             warm_up(server.url)
             for sample in samples:
@@ -216,7 +223,7 @@ def main(argv=None) -> None:
     # kvpress: one worker process, the model loaded once, every press and session.
     job = {
         "model_path": model_path, "dtype": args.dtype,
-        "presses": [press_spec(name, args) for name in methods],
+        "presses": [press_spec(name, args) for name in dict.fromkeys(map(press_name, methods))],
         "sessions": [{"id": s.id, "context": task.shared_prefix(s),
                       "questions": [task.separator + task.query(t) for t in s.turns],
                       "max_new_tokens": task.max_new_tokens} for s in samples],
@@ -242,7 +249,7 @@ def main(argv=None) -> None:
         prompts_equal = tokens_equal = split_equal = True
         ours_score = kv_score = 0.0
         for sample in samples:
-            o, k = ours[name][sample.id], by_key[(name, sample.id)]
+            o, k = ours[name][sample.id], by_key[(press_name(name), sample.id)]
             ours_wall += o["wall_s"]
             kv_wall += k["wall_s"]
             prompts_equal &= o["prompts"] == k["prompts"]
@@ -287,16 +294,19 @@ def main(argv=None) -> None:
             also = " [also differs under full]" if d["method"] != "full" and (d["session"], d["question"]) in full_disagree else ""
             print(f"  {d['method']:<12} {d['session']} q{d['question']} @{d['first_difference']}: ours {d['ours'].strip()[:70]!r} "
                   f"| kvpress {d['kvpress'].strip()[:70]!r}{also}")
-    graded = [m for m in methods if m != "full"]
+    graded = [m for m in methods if not m.startswith("full")]
     met = bool(graded) and all(summary[m]["agreement"] is not None and summary[m]["agreement"] >= TARGET for m in graded)
+    faster = bool(graded) and all((summary[m]["kvpress_over_ours"] or 0) > 1.0 for m in graded)
     print()
     print(target_line(f"answer agreement with kvpress >= {TARGET:.0%} under the same settings",
                       ", ".join(f"{m} {fmt_pct(summary[m]['agreement'], 0)}" for m in methods), met))
+    print(target_line("faster than kvpress end to end (kvpress/ours > 1) for the presses",
+                      ", ".join(f"{m} {fmt_ratio(summary[m]['kvpress_over_ours'])}" for m in methods), faster))
     print(f"{load_text(load_before)} before, {load_text(load_after)} after; total {total:.0f} s")
     path = write_json(args.out / "result.json", {
         "benchmark": NAME, "args": {k: str(v) for k, v in vars(args).items()}, "versions": versions(),
         "kvpress_versions": theirs["versions"], "summary": summary, "disagreements": disagreements, "ours": ours,
-        "kvpress": theirs["results"], "target": TARGET, "met": met, "load_before": load_before,
+        "kvpress": theirs["results"], "target": TARGET, "met": met, "faster": faster, "load_before": load_before,
         "load_after": load_after, "total_s": total,
     })
     print(f"wrote {path}")

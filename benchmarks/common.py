@@ -36,6 +36,20 @@ def default_out(name: str) -> Path:
     return Path("runs") / "benchmarks" / name
 
 
+# programs.base.MODES, restated: importing programs pulls in sglang, and --help should stay fast.
+MODES = ("multi-turn", "multi-request")
+
+
+def choice_list(value: str, valid: Sequence[str], flag: str) -> tuple[str, ...]:
+    """A comma-separated option checked against its choices; exits with one line naming the bad
+    entry and what is accepted."""
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    for item in items:
+        if item not in valid:
+            raise SystemExit(f"{flag}: unknown value {item!r}; valid: {', '.join(valid)}")
+    return items
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator, or None when either is missing or the denominator is 0."""
     if numerator is None or denominator is None or denominator == 0:

@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (
-    Recorder, default_out, flush_cache, fmt_ratio, load_note, load_text, managed_server,
+    MODES, Recorder, choice_list, default_out, flush_cache, fmt_ratio, load_note, load_text, managed_server,
     reconstruct_prompts, ratio, replay, table, target_line, versions, warm_up, waves, write_json,
 )
 
 NAME = "harness_overhead"
 TARGET = 1.1
-MODES = ("multi-turn", "multi-request")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,10 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    for mode in modes:
-        if mode not in MODES:
-            raise SystemExit(f"--modes: unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    modes = choice_list(args.modes, MODES, "--modes")
 
     from bench.runner import BenchSpec, run_session
     from data.generators import token_counter

@@ -36,8 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.common import (
-    EMBEDDED, Recorder, computed_prefill, default_out, expected_prefill, flush_cache, fmt_pct, fmt_ratio,
-    kv_samples, load_note, load_text, managed_server, prefill_only, ratio, replay, table, target_line,
+    EMBEDDED, MODES, Recorder, choice_list, computed_prefill, default_out, expected_prefill, flush_cache, fmt_pct,
+    fmt_ratio, kv_samples, load_note, load_text, managed_server, prefill_only, ratio, replay, table, target_line,
     versions, warm_up, waves, within, write_json,
 )
 
@@ -45,7 +45,6 @@ NAME = "kv_reuse"
 TARGET_WALL_RATIO = 3.0
 TARGET_PREFILL_TOLERANCE = 0.05
 CONFIGS = (("radix", ()), ("no-radix", ("--disable-radix-cache",)))
-MODES = ("multi-turn", "multi-request")
 BACKENDS = ("native", "kvm")
 
 
@@ -134,14 +133,8 @@ def server_config(backend: str, label: str) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    for mode in modes:
-        if mode not in MODES:
-            raise SystemExit(f"--modes: unknown mode {mode!r}; valid: {', '.join(MODES)}")
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    for backend in backends:
-        if backend not in BACKENDS:
-            raise SystemExit(f"--backends: unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    modes = choice_list(args.modes, MODES, "--modes")
+    backends = choice_list(args.backends, BACKENDS, "--backends")
 
     from programs import get_task
     from runtime.backend import connect

@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (
-    REPO, Recorder, default_out, fmt_pct, fmt_ratio, load_note, load_text, method_server, ratio, table,
-    target_line, versions, warm_up, write_json,
+    REPO, Recorder, choice_list, default_out, fmt_pct, fmt_ratio, load_note, load_text, method_server, ratio,
+    table, target_line, versions, warm_up, write_json,
 )
 
 NAME = "kvpress_peer"
@@ -159,10 +159,7 @@ def press_spec(name: str, args) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        if m not in METHODS:
-            raise SystemExit(f"--methods: unknown method {m!r}; valid: {', '.join(METHODS)}")
+    methods = choice_list(args.methods, METHODS, "--methods")
     if args.setup:
         failure = setup_venv(args.venv)
         if failure:

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (
-    PeakRss, default_out, group_pids, load_note, load_text, method_server, ratio, table, target_line,
-    fmt_ratio, versions, warm_up, write_json,
+    MODES, PeakRss, choice_list, default_out, fmt_ratio, group_pids, load_note, load_text, method_server, ratio, table,
+    target_line, versions, warm_up, write_json,
 )
 
 NAME = "length_scaling"
@@ -87,7 +87,7 @@ def plot(path: Path, results: list[dict], methods: list[str], modes: list[str]) 
 def main(argv=None) -> None:
     args = parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = choice_list(args.modes, MODES, "--modes")
     method_args = tuple(args.method_arg) if args.method_arg is not None else ("budget=512",)
     from benchmarks.common import resolve_method_list
 

@@ -166,8 +166,7 @@ class KVMethodBackend(TorchNativeAttnBackend):
             in_seq = torch.arange(width, device=k_buffer.device)[None, :] < lengths[:, None]  # [B, L]
             pools = forward_batch.req_pool_indices[b0 : b0 + len(lens)]
             slots = self.req_to_token_pool.req_to_token[pools, :width].long().masked_fill(~in_seq, 0)
-            visible = state.visible[layer.layer_id].index_select(0, slots.flatten()).view(len(lens), width, hkv)
-            visible = visible.permute(0, 2, 1) & in_seq[:, None, :]  # [B, Hkv, L]
+            visible = state.visibility(layer.layer_id, slots) & in_seq[:, None, :]  # [B, Hkv, L]
             for j, n in enumerate(lens):
                 if b0 + j < len(rids) and self.stats.wants(rids[b0 + j]):
                     self.stats.observe(rids[b0 + j], layer.layer_id, visible[j, :, :n], n)

@@ -23,8 +23,10 @@ class SlotState:
         self.visible[layer, slots.long()] = True
 
     def visibility(self, layer: int, slots: torch.Tensor) -> torch.Tensor:
-        """bool[kv_heads, len(slots)] for a request's slots in position order."""
-        return self.visible[layer].index_select(0, slots.long()).T
+        """bool[kv_heads, L] for a request's slots [L] in position order; bool[B, kv_heads, L] for
+        a batch's slots [B, L]."""
+        rows = self.visible[layer].index_select(0, slots.long().flatten())
+        return rows.view(*slots.shape, -1).movedim(-1, -2)
 
     def set_visibility(self, layer: int, slots: torch.Tensor, keep: torch.Tensor) -> None:
         """Record a compression: `keep` is bool[kv_heads, len(slots)]."""

@@ -160,3 +160,13 @@ def test_method_list_with_backend_suffix():
         resolve_method_list(["full@flashinfer"], [])
     with pytest.raises(ValueError):
         resolve_method_list(["a_shape"], ["budget=64"])  # must exceed the sink (128)
+
+
+def test_choice_lists_are_checked_before_any_work():
+    from benchmarks.common import MODES, choice_list
+    from programs.base import MODES as PROGRAM_MODES
+
+    assert MODES == PROGRAM_MODES
+    assert choice_list(" multi-turn, ,multi-request", MODES, "--modes") == ("multi-turn", "multi-request")
+    with pytest.raises(SystemExit, match=r"^--modes: unknown value 'bogus'; valid: multi-turn, multi-request$"):
+        choice_list("multi-turn,bogus", MODES, "--modes")

@@ -93,6 +93,8 @@ def test_slot_state_is_per_slot_and_reset_on_write():
     assert torch.equal(state.visibility(1, slots), keep)
     # Another request sharing slots 4 and 5 sees the same decision, in its own order.
     assert torch.equal(state.visibility(1, torch.tensor([5, 4])), keep[:, [2, 1]])
+    batch = state.visibility(1, torch.stack([slots, torch.tensor([5, 4, 3, 6])]))  # [B, heads, L]
+    assert torch.equal(batch[0], keep) and torch.equal(batch[1], keep[:, [2, 1, 0, 3]])
     assert state.visibility(0, slots).all()  # layers are independent
     state.reset(1, torch.tensor([4]))  # slot 4 rewritten with fresh KV
     assert state.visibility(1, torch.tensor([4])).all()

@@ -10,8 +10,9 @@ per request and per layer), with `flashinfer.single_prefill_with_kv_cache`:
   `window_left = window - 1` for the rows before the dense rows, a custom-mask call for the sink
   keys a row's window does not already cover, merged with `flashinfer.merge_state_in_place`,
   and one causal call for the dense rows;
-- any other plan: per KV head (masks differ per head), that head's query group against that
-  head's K/V with a boolean custom mask, in chunks of rows built on the device.
+- any other plan: per plan head (masks differ per head; a plan head is a KV head or a query head),
+  that head's query rows against its KV head's K/V with a boolean custom mask, in chunks of rows
+  built on the device.
 
 FlashInfer facts this relies on (checked in FlashInfer's source, flashinfer-ai/flashinfer):
 - LSE is base 2: kernels store `log2(d) + m` with logits pre-scaled by `sm_scale * log2(e)`
@@ -125,7 +126,7 @@ class PlanMasks:
         self.visibility = move(plan.visibility)
 
     def head(self, h: int, start: int, end: int) -> torch.Tensor:
-        """bool [end - start, query_offset + end]: what KV head h's rows [start, end) see."""
+        """bool [end - start, query_offset + end]: what plan head h's rows [start, end) see."""
         p, dev = self.plan, self.device
         e = p.query_offset + end
         rows = torch.arange(start, end, device=dev)
@@ -193,15 +194,16 @@ def _static(q, k, v, plan: SparsePlan, scale: float):
 
 def _general(q, k, v, plan: SparsePlan, scale: float):
     q_len, hq, _ = q.shape
-    hkv = k.shape[1]
-    g = hq // hkv
+    num_heads, hkv = plan.num_heads, k.shape[1]
+    g = hq // num_heads  # query heads per plan head
     out = q.new_zeros(q_len, hq, v.shape[2])
     lse = torch.full((q_len, hq), float("-inf"), dtype=torch.float32, device=q.device)
     masks = PlanMasks(plan, q.device)
     chunks = row_chunks(plan)
-    for h in range(hkv):
+    for h in range(num_heads):
         heads = slice(h * g, (h + 1) * g)
-        k_h, v_h = k[:, h : h + 1].contiguous(), v[:, h : h + 1].contiguous()  # [kv, 1, D]
+        kv_head = h // (num_heads // hkv)
+        k_h, v_h = k[:, kv_head : kv_head + 1].contiguous(), v[:, kv_head : kv_head + 1].contiguous()  # [kv, 1, D]
         for r0, r1 in chunks:
             mask = masks.head(h, r0, r1)
             seen = mask.any(dim=1)

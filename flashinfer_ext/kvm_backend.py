@@ -27,6 +27,7 @@ import json
 import torch
 
 from flashinfer_ext.slot_state import SlotState
+from kvmethods.base import is_context_prefill
 from sglang.srt.layers.attention.torch_native_backend import TorchNativeAttnBackend
 from sglang.srt.layers.radix_attention import AttentionType
 from sglang.srt.mem_cache.memory_pool import KVWriteLoc
@@ -67,7 +68,9 @@ class KVMethodBackend(TorchNativeAttnBackend):
     def _slot_state(self, layer) -> SlotState:
         if self.state is None:
             k_buffer = self.token_to_kv_pool.get_key_buffer(layer.layer_id)
-            self.state = SlotState(self.num_layers, k_buffer.shape[0], layer.tp_k_head_num, device=k_buffer.device)
+            heads = self.method.state_heads(layer.tp_q_head_num, layer.tp_k_head_num)
+            self.state = SlotState(self.num_layers, k_buffer.shape[0], heads, device=k_buffer.device)
+            self.stats.heads = "query" if heads == layer.tp_q_head_num else "kv"
         return self.state
 
     def _store(self, layer, forward_batch, k, v, save_kv_cache: bool) -> None:
@@ -116,7 +119,7 @@ class KVMethodBackend(TorchNativeAttnBackend):
             else:
                 out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[start : start + q_len] = out.to(o.dtype)
-            if self.compresses and q_len > prefix_len:
+            if self.compresses and is_context_prefill(q_len, seq_len):
                 # The context's prefill. A short cached prefix (another session's identical
                 # instruction, a chat header) keeps its own state; the new slots take the decision.
                 keep = self.method.compress(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
@@ -166,7 +169,7 @@ class KVMethodBackend(TorchNativeAttnBackend):
             in_seq = torch.arange(width, device=k_buffer.device)[None, :] < lengths[:, None]  # [B, L]
             pools = forward_batch.req_pool_indices[b0 : b0 + len(lens)]
             slots = self.req_to_token_pool.req_to_token[pools, :width].long().masked_fill(~in_seq, 0)
-            visible = state.visibility(layer.layer_id, slots) & in_seq[:, None, :]  # [B, Hkv, L]
+            visible = state.visibility(layer.layer_id, slots) & in_seq[:, None, :]  # [B, H, L]
             for j, n in enumerate(lens):
                 if b0 + j < len(rids) and self.stats.wants(rids[b0 + j]):
                     self.stats.observe(rids[b0 + j], layer.layer_id, visible[j, :, :n], n)
@@ -188,8 +191,8 @@ DECODE_GATHER_ELEMS = 1 << 24
 
 
 def _compact(slots: torch.Tensor, visible: torch.Tensor, worth: float = 0.75):
-    """Drops the positions no KV head of a request sees (dropped keys, padding) when that shortens
-    the gather enough to pay: slots [B, L], visible [B, Hkv, L] -> [B, W], [B, Hkv, W], W <= L.
+    """Drops the positions no head of a request sees (dropped keys, padding) when that shortens
+    the gather enough to pay: slots [B, L], visible [B, H, L] -> [B, W], [B, H, W], W <= L.
     Kept positions stay in order; rows shorter than W are padded with invisible entries."""
     seen = visible.any(dim=1)  # [B, L]
     width = int(seen.sum(dim=1).max())
@@ -201,13 +204,15 @@ def _compact(slots: torch.Tensor, visible: torch.Tensor, worth: float = 0.75):
 
 def masked_decode(q, k, v, visible, scale: float):
     """One decode step of B requests: q [B, Hq, D], k [B, L, Hkv, D], v [B, L, Hkv, Dv], visible
-    bool [B, Hkv, L]. Float32 accumulation; a query that sees no key gets 0. Returns [B, Hq, Dv].
-    Each KV head's query group is the "query length" of one SDPA call (GQA without repeating K/V)."""
+    bool [B, H, L] with H the KV heads or the query heads. Float32 accumulation; a query that sees
+    no key gets 0. Returns [B, Hq, Dv]. Each KV head's query group is the "query length" of one
+    SDPA call (GQA without repeating K/V); a per-query-head mask gives each row of it its own."""
     b, hq, d = q.shape
-    hkv = k.shape[2]
+    hkv, length = k.shape[2], k.shape[1]
+    mask = visible.view(b, hkv, visible.shape[1] // hkv, length)  # [B, Hkv, 1 or G, L]
     out = torch.nn.functional.scaled_dot_product_attention(
         q.float().view(b, hkv, hq // hkv, d), k.float().transpose(1, 2), v.float().transpose(1, 2),
-        attn_mask=visible[:, :, None, :], scale=scale,
+        attn_mask=mask, scale=scale,
     )
     return out.nan_to_num_(0.0).reshape(b, hq, v.shape[-1])  # rows that see nothing: 0 (not NaN)
 
@@ -216,7 +221,7 @@ MAP_BINS = 64
 
 
 def kept_map_row(visible: torch.Tensor, bins: int = MAP_BINS) -> list[float]:
-    """bool [kv_heads, kv_len] -> the visible share of each of `bins` equal position ranges."""
+    """bool [heads, kv_len] -> the visible share of each of `bins` equal position ranges."""
     kv_len = visible.shape[1]
     edges = torch.linspace(0, kv_len, min(bins, kv_len) + 1).round().long().tolist()
     counts = visible.float().mean(dim=0).cumsum(0)
@@ -226,10 +231,11 @@ def kept_map_row(visible: torch.Tensor, bins: int = MAP_BINS) -> list[float]:
 
 class KeptKVStats:
     """Per request, at its first decode step: the fraction of its KV the query could see, averaged
-    over layers and KV heads, and per layer a map of that share over `MAP_BINS` position ranges,
-    appended as one JSON line {"rid", "kept_kv", "seq_len", "kept_map"} to `path`.
-    With `detail`, the line also lists the positions visible in layer 0, KV head 0 ("visible"), so
-    tests can compare the kept sets of requests that share a prefix."""
+    over layers and heads, and per layer a map of that share over `MAP_BINS` position ranges,
+    appended as one JSON line {"rid", "kept_kv", "heads", "seq_len", "kept_map"} to `path`.
+    "heads" says what the share is averaged over: "query" (the method selects per query head) or
+    "kv" (per KV head). With `detail`, the line also lists the positions visible in layer 0, head 0
+    ("visible"), so tests can compare the kept sets of requests that share a prefix."""
 
     MAX_REMEMBERED = 100_000  # request ids already reported (bounded: a long-lived server)
 
@@ -241,13 +247,14 @@ class KeptKVStats:
         self.partial: dict[str, list[float]] = {}
         self.visible: dict[str, list[int]] = {}
         self.maps: dict[str, list[list[float]]] = {}
+        self.heads = "kv"
 
     def wants(self, rid: str) -> bool:
         """Whether `observe` would record anything for this request (its first decode step)."""
         return bool(self.path) and rid not in self.reported
 
     def observe(self, rid: str, layer_id: int, last_row: torch.Tensor, seq_len: int) -> None:
-        """last_row: bool [kv_heads, kv_len], the keys the request's decode query sees in this layer."""
+        """last_row: bool [heads, kv_len], the keys the request's decode query sees in this layer."""
         if not self.wants(rid):
             return
         last_row = last_row.cpu()
@@ -265,6 +272,7 @@ class KeptKVStats:
         record = {
             "rid": rid,
             "kept_kv": sum(fractions) / len(fractions),
+            "heads": self.heads,
             "seq_len": seq_len,
             "kept_map": self.maps.pop(rid),
         }

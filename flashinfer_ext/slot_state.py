@@ -12,22 +12,34 @@ import torch
 
 
 class SlotState:
-    """visible[layer, slot, kv_head]: whether the key in `slot` may be attended to."""
+    """visible[layer, slot, head]: whether the key in `slot` may be attended to by `head`.
 
-    def __init__(self, num_layers: int, num_slots: int, num_kv_heads: int, device: str | torch.device = "cpu"):
+    The heads are the KV heads, or the query heads for a method that selects per query head
+    (`KVMethod.state_heads`)."""
+
+    def __init__(self, num_layers: int, num_slots: int, num_heads: int, device: str | torch.device = "cpu"):
         # On the pool's device: slot indices come from SGLang's tensors there.
-        self.visible = torch.ones(num_layers, num_slots, num_kv_heads, dtype=torch.bool, device=device)
+        self.visible = torch.ones(num_layers, num_slots, num_heads, dtype=torch.bool, device=device)
+
+    @property
+    def num_heads(self) -> int:
+        return self.visible.shape[2]
 
     def reset(self, layer: int, slots: torch.Tensor) -> None:
         """Slots just written hold fresh KV: visible until a method decides otherwise."""
         self.visible[layer, slots.long()] = True
 
     def visibility(self, layer: int, slots: torch.Tensor) -> torch.Tensor:
-        """bool[kv_heads, L] for a request's slots [L] in position order; bool[B, kv_heads, L] for
+        """bool[heads, L] for a request's slots [L] in position order; bool[B, heads, L] for
         a batch's slots [B, L]."""
         rows = self.visible[layer].index_select(0, slots.long().flatten())
         return rows.view(*slots.shape, -1).movedim(-1, -2)
 
     def set_visibility(self, layer: int, slots: torch.Tensor, keep: torch.Tensor) -> None:
-        """Record a compression: `keep` is bool[kv_heads, len(slots)]."""
+        """Record a compression: `keep` is bool[heads, len(slots)] (per-KV-head rows are given to
+        every query head of the group when the state is per query head)."""
+        if keep.shape[0] != self.num_heads:
+            if self.num_heads % keep.shape[0]:
+                raise ValueError(f"keep mask has {keep.shape[0]} heads, the slot state {self.num_heads}")
+            keep = keep.repeat_interleave(self.num_heads // keep.shape[0], dim=0)
         self.visible[layer, slots.long()] = keep.T.to(device=self.visible.device, dtype=torch.bool)

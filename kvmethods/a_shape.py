@@ -24,6 +24,8 @@ class AShape(SparsePrefillMethod):
     Fields:
         budget (4096): keys per row, sink + local window (SCBench: 128 + 3,968).
         sink (128): attention-sink keys at the start of the sequence.
+        follow_ups ("dense"): "dense", an extend over a cached context attends densely (SCBench);
+            "sparse", it is planned like the context's prefill.
     """
 
     budget: int = 4096

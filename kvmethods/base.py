@@ -12,8 +12,14 @@ Hooks (all tensors CPU or device, shapes documented per hook), each a no-op in t
 
 - `prefill_plan(q, k, *, layer, num_layers) -> SparsePlan`  q [q_len, Hq, D], k [kv_len, Hkv, D]
 - `decode_plan(q, k, *, layer, num_layers) -> SparsePlan`   the same at decode (q_len usually 1)
-- `compress(q_window, k, *, layer, num_layers) -> bool [Hkv, kv_len]` keep mask over the context
+- `compress(q_window, k, *, layer, num_layers) -> bool [H, kv_len]` keep mask over the context
 - `quantize_kv(k, v) -> (k, v)` dequantized K/V, same shapes and dtypes
+
+Heads: with GQA (Hq query heads on Hkv KV heads) a method that selects keys per head does so per
+query head by default, as SCBench does (it repeats K/V to every query head before compressing or
+searching patterns: Hq x budget keys kept); `heads="kv"` selects once per KV head from the
+group-averaged scores instead (kvpress' choice: Hkv x budget kept). Plans and keep masks are then
+indexed by query heads (H = Hq) or KV heads (H = Hkv); `state_heads` tells a runner which.
 """
 
 from __future__ import annotations
@@ -29,17 +35,21 @@ import torch
 from kvmethods.plan import SparsePlan
 
 __all__ = [
+    "HEADS",
     "PHASES",
+    "HeadSelection",
     "KVMethod",
     "SparsePrefillMethod",
     "DropMethod",
     "QuantMethod",
+    "is_context_prefill",
     "check_qk",
     "last_query_probs",
     "slash_scores",
 ]
 
 PHASES = frozenset({"prefill", "compress", "decode", "store"})
+HEADS = ("query", "kv")
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
@@ -69,12 +79,16 @@ def check_qk(q: torch.Tensor, k: torch.Tensor, what: str = "q") -> tuple[int, in
     return q_len, hq, d, kv_len, hkv
 
 
-def last_query_probs(q_last: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """Softmax attention of the last queries over all keys, averaged over each KV head's query group.
+def last_query_probs(
+    q_last: torch.Tensor, k: torch.Tensor, scale: float | None = None, *, per_query_head: bool = False
+) -> torch.Tensor:
+    """Softmax attention of the last queries over all keys, per query head or averaged over each
+    KV head's query group.
 
     q_last [w, Hq, D] are the queries at positions kv_len - w .. kv_len - 1 (causal within
-    themselves); k [kv_len, Hkv, D]. Returns float32 [Hkv, w, kv_len] on q_last's device;
-    each row sums to 1.
+    themselves); k [kv_len, Hkv, D]. Returns float32 [Hq, w, kv_len] with `per_query_head` (K
+    repeated to every query head, as SCBench does), else [Hkv, w, kv_len] (the group mean), on
+    q_last's device; each row sums to 1.
     """
     w, hq, d = q_last.shape
     kv_len, hkv, _ = k.shape
@@ -84,7 +98,8 @@ def last_query_probs(q_last: torch.Tensor, k: torch.Tensor, scale: float | None 
     logits = torch.bmm(qh, k.float().permute(1, 2, 0)).mul_(scale).view(hkv, g, w, kv_len)
     pos = kv_len - w + torch.arange(w, device=q_last.device)
     logits.masked_fill_(torch.arange(kv_len, device=q_last.device)[None, :] > pos[:, None], float("-inf"))
-    return torch.softmax(logits, dim=-1).mean(dim=1)
+    probs = torch.softmax(logits, dim=-1)
+    return probs.reshape(hkv * g, w, kv_len) if per_query_head else probs.mean(dim=1)
 
 
 def slash_scores(probs: torch.Tensor) -> torch.Tensor:
@@ -186,22 +201,76 @@ class KVMethod:
         """k, v [kv_len, Hkv, D] -> the values attention will read (identity here)."""
         return k, v
 
+    def state_heads(self, num_q_heads: int, num_kv_heads: int) -> int:
+        """Heads a runner keeps per-slot state (visibility) for: the KV heads unless the method
+        selects per query head."""
+        return num_kv_heads
+
+
+@dataclass(frozen=True)
+class HeadSelection:
+    """Mixin of the methods that select keys per head (see the module docstring's "Heads").
+
+    Fields:
+        heads ("query"): "query", one selection per query head (SCBench); "kv", one per KV head
+            from scores averaged over its query group (kvpress).
+    """
+
+    heads: str = "query"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.heads not in HEADS:
+            raise ValueError(f"{self.label}.heads must be one of {', '.join(HEADS)}, got {self.heads!r}")
+
+    @property
+    def per_query_head(self) -> bool:
+        return self.heads == "query"
+
+    def selection_heads(self, num_q_heads: int, num_kv_heads: int) -> int:
+        return num_q_heads if self.per_query_head else num_kv_heads
+
+    def state_heads(self, num_q_heads: int, num_kv_heads: int) -> int:
+        return self.selection_heads(num_q_heads, num_kv_heads)
+
+
+FOLLOW_UPS = ("dense", "sparse")
+
+
+def is_context_prefill(q_len: int, kv_len: int) -> bool:
+    """An extend that brings more new tokens than it finds cached: the shared context's first
+    prefill (a short cached prefix, such as a chat header, does not change that). Later turns and
+    questions extend a longer cached context."""
+    return q_len > kv_len - q_len
+
 
 @dataclass(frozen=True)
 class SparsePrefillMethod(KVMethod):
     """Sparse prefill: each prefill row attends to a subset of keys; decode is dense; no state.
 
     `budget` is the number of keys a row attends to (sink + local window for static patterns).
-    Subclasses implement `_plan` for prefills with at least one row.
+    As in SCBench, only the context's prefill is sparse (`is_context_prefill`): an extend over a
+    cached context (a later turn, every multi-request question) runs dense, as SCBench's HF path
+    does for a query shorter than its cache and vLLM's `forward_prefix` does over cached blocks.
+    `follow_ups="sparse"` plans those extends too. Subclasses implement `_plan` for prefills with
+    at least one row.
     """
 
     family: ClassVar[str] = "sparse_prefill"
     phases: ClassVar[frozenset[str]] = frozenset({"prefill"})
     stateful: ClassVar[bool] = False
 
+    follow_ups: str = "dense"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(
+            self.follow_ups in FOLLOW_UPS, f"follow_ups must be one of {', '.join(FOLLOW_UPS)}, got {self.follow_ups!r}"
+        )
+
     def prefill_plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1) -> SparsePlan:
         q_len, _, _, kv_len, hkv = check_qk(q, k)
-        if q_len == 0:
+        if q_len == 0 or (self.follow_ups == "dense" and not is_context_prefill(q_len, kv_len)):
             return SparsePlan.full(q_len, kv_len, hkv)
         return self._plan(q, k, layer=layer, num_layers=num_layers)
 
@@ -210,11 +279,12 @@ class SparsePrefillMethod(KVMethod):
 
 
 @dataclass(frozen=True)
-class DropMethod(KVMethod):
-    """KV dropping: after the context prefill, all but `budget` keys per KV head become invisible.
+class DropMethod(HeadSelection, KVMethod):
+    """KV dropping: after the context prefill, all but `budget` keys per head become invisible.
 
-    `compress` returns a keep mask with exactly `layer_budget(...)` True entries per head when the
-    context is longer than that, else all True. Subclasses implement `_keep`.
+    `compress` returns a keep mask [H, kv_len] (H = query heads, or KV heads with heads="kv") with
+    exactly `layer_budget(...)` True entries per head when the context is longer than that, else all
+    True. Subclasses implement `_keep`.
     """
 
     family: ClassVar[str] = "kv_dropping"
@@ -233,10 +303,11 @@ class DropMethod(KVMethod):
             raise ValueError(f"{self.label}.compress needs at least one query row in q_window")
         if not 0 <= layer < max(num_layers, 1):
             raise ValueError(f"{self.label}.compress: layer must be in [0, num_layers={num_layers}), got {layer}")
-        kv_len, hkv = k.shape[0], k.shape[1]
+        kv_len = k.shape[0]
+        heads = self.selection_heads(q_window.shape[1], k.shape[1])
         n = self.layer_budget(layer, num_layers, kv_len)
         if kv_len <= n:
-            return torch.ones(hkv, kv_len, dtype=torch.bool)
+            return torch.ones(heads, kv_len, dtype=torch.bool)
         return self._keep(q_window, k, n, layer=layer, num_layers=num_layers)
 
     def _keep(self, q_window: torch.Tensor, k: torch.Tensor, n: int, *, layer: int, num_layers: int) -> torch.Tensor:

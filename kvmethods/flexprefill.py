@@ -73,6 +73,8 @@ class FlexPrefill(SparsePrefillMethod):
         tau (0.1): threshold on sqrt(JSD) for the query-aware pattern (0 disables it).
         block_size (128): block edge for queries and keys.
         max_budget (0): maximum tokens of vertical and of slash blocks per head (0 = no limit).
+        follow_ups ("dense"): "dense", an extend over a cached context attends densely (SCBench);
+            "sparse", it is planned like the context's prefill.
     """
 
     budget: int = 1024

@@ -30,6 +30,8 @@ class MInference(SparsePrefillMethod):
         vertical_size (512): top vertical columns per head.
         last_q (64): last queries used to estimate the pattern.
         min_q_len (1024): prefills with fewer rows attend densely (e.g. follow-up questions).
+        follow_ups ("dense"): "dense", an extend over a cached context attends densely (SCBench);
+            "sparse", it is planned like the context's prefill.
     """
 
     FORCED_VERTICAL: ClassVar[int] = 30

@@ -5,7 +5,7 @@ a union of simple components, intersected with causality and with a per-head key
 Positions follow FlashInfer's bottom-right-aligned causal convention: query row `i` of `q_len`
 sits at position `p = kv_len - q_len + i` and may only see `kv_idx <= p`.
 
-Row `i` of KV head `h` sees key `j` iff
+Row `i` of plan head `h` sees key `j` iff
 
     j <= p                                     (causal)
     and visibility[h, j]                       (KV dropping; all True when None)
@@ -16,7 +16,10 @@ Row `i` of KV head `h` sees key `j` iff
           or block_mask[h, i // bs, j // bs]   (per-head block mask; bs = block_size)
           or i >= q_len - dense_rows )         (the last `dense_rows` rows are dense)
 
-H is the number of KV heads; with GQA, query head `hq` uses KV head `hq // (Hq // H)`.
+H, the plan's heads, are either the KV heads (one selection per KV head, shared by its query group)
+or the query heads (one selection per query head: SCBench repeats K/V to every query head before
+selecting). Query head `hq` uses plan head `hq // (Hq // H)` and KV head `hq // (Hq // Hkv)`, so H
+must divide Hq and be a multiple of Hkv. `expand_heads` turns a per-KV-head plan into a per-query-head one.
 All tensors live on the CPU. `dense_mask()` is the exact reference of these semantics; the
 executors (`kvmethods.torch_executor`, FlashInfer on GPU) must agree with it.
 """
@@ -43,7 +46,7 @@ class SparsePlan:
     Fields:
         q_len: query rows in this prefill/extend (1 at decode).
         kv_len: keys of the request, including any cached prefix (kv_len >= q_len).
-        num_kv_heads: H, the number of KV heads the per-head tensors are indexed by.
+        num_heads: H, the heads the per-head tensors are indexed by (KV heads or query heads).
         sink: keys [0, sink) are visible to every row (causality permitting).
         window: a causal window of `window` keys ending at the row's position (0 = none).
         vertical: int64 [H, nv] key indices visible to every row; entries < 0 are padding.
@@ -57,7 +60,7 @@ class SparsePlan:
 
     q_len: int
     kv_len: int
-    num_kv_heads: int
+    num_heads: int
     sink: int = 0
     window: int = 0
     vertical: torch.Tensor | None = None
@@ -68,11 +71,11 @@ class SparsePlan:
     visibility: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        H = self.num_kv_heads
+        H = self.num_heads
         if not (0 <= self.q_len <= self.kv_len) or H < 1:
             raise ValueError(
-                f"SparsePlan needs 0 <= q_len <= kv_len and num_kv_heads >= 1, got q_len={self.q_len}, "
-                f"kv_len={self.kv_len}, num_kv_heads={H}"
+                f"SparsePlan needs 0 <= q_len <= kv_len and num_heads >= 1, got q_len={self.q_len}, "
+                f"kv_len={self.kv_len}, num_heads={H}"
             )
         for name in ("sink", "window", "dense_rows"):
             if getattr(self, name) < 0:
@@ -87,7 +90,7 @@ class SparsePlan:
         for name in ("vertical", "slash"):
             t = getattr(self, name)
             if t is not None and (t.dim() != 2 or t.shape[0] != H):
-                raise ValueError(f"SparsePlan.{name} must be [num_kv_heads={H}, n], got {tuple(t.shape)}")
+                raise ValueError(f"SparsePlan.{name} must be [num_heads={H}, n], got {tuple(t.shape)}")
         if self.block_mask is not None:
             bs = self.block_size
             want = (H, math.ceil(self.q_len / bs), math.ceil(self.kv_len / bs))
@@ -95,25 +98,47 @@ class SparsePlan:
                 raise ValueError(f"SparsePlan.block_mask must be {want}, got {tuple(self.block_mask.shape)}")
         if self.visibility is not None and tuple(self.visibility.shape) != (H, self.kv_len):
             raise ValueError(
-                f"SparsePlan.visibility must be [num_kv_heads, kv_len] = {(H, self.kv_len)}, "
+                f"SparsePlan.visibility must be [num_heads, kv_len] = {(H, self.kv_len)}, "
                 f"got {tuple(self.visibility.shape)}"
             )
 
     # -- construction ----------------------------------------------------------------------------
 
     @classmethod
-    def full(cls, q_len: int, kv_len: int, num_kv_heads: int) -> SparsePlan:
+    def full(cls, q_len: int, kv_len: int, num_heads: int) -> SparsePlan:
         """Dense causal attention: every row sees all keys up to its position."""
-        return cls(q_len=q_len, kv_len=kv_len, num_kv_heads=num_kv_heads, window=max(kv_len, 1))
+        return cls(q_len=q_len, kv_len=kv_len, num_heads=num_heads, window=max(kv_len, 1))
+
+    def expand_heads(self, num_heads: int) -> SparsePlan:
+        """The same plan indexed by `num_heads` heads (a multiple of H): head h's selection is given
+        to heads h * r .. h * r + r - 1, r = num_heads // H (KV heads -> their query heads)."""
+        if num_heads == self.num_heads:
+            return self
+        if num_heads < self.num_heads or num_heads % self.num_heads:
+            raise ValueError(f"expand_heads: {num_heads} heads is not a multiple of the plan's {self.num_heads}")
+        r = num_heads // self.num_heads
+        rep = lambda t: None if t is None else t.repeat_interleave(r, dim=0)  # noqa: E731
+        return dataclasses.replace(
+            self, num_heads=num_heads, vertical=rep(self.vertical), slash=rep(self.slash),
+            block_mask=rep(self.block_mask), visibility=rep(self.visibility),
+        )
 
     def with_visibility(self, visibility: torch.Tensor | None) -> SparsePlan:
-        """This plan with keys outside `visibility` (bool [H, kv_len]) made invisible (ANDed)."""
+        """This plan with keys outside `visibility` (bool [Hv, kv_len]) made invisible (ANDed).
+
+        Hv may differ from H when one divides the other (per-KV-head and per-query-head selections
+        meet): the result is indexed by the larger of the two."""
         if visibility is None:
             return self
         visibility = _as_cpu(visibility, torch.bool)
-        if tuple(visibility.shape) != (self.num_kv_heads, self.kv_len):
+        hv = visibility.shape[0] if visibility.dim() == 2 else -1
+        if hv > self.num_heads and hv % self.num_heads == 0:
+            return self.expand_heads(hv).with_visibility(visibility)
+        if 0 < hv < self.num_heads and self.num_heads % hv == 0:
+            visibility = visibility.repeat_interleave(self.num_heads // hv, dim=0)
+        if tuple(visibility.shape) != (self.num_heads, self.kv_len):
             raise ValueError(
-                f"visibility must be [num_kv_heads, kv_len] = {(self.num_kv_heads, self.kv_len)}, "
+                f"visibility must be [num_heads, kv_len] = {(self.num_heads, self.kv_len)}, "
                 f"got {tuple(visibility.shape)}"
             )
         if self.visibility is not None:
@@ -155,14 +180,14 @@ class SparsePlan:
     def _index_mask(self, idx: torch.Tensor | None) -> torch.Tensor | None:
         if idx is None:
             return None
-        mask = torch.zeros(self.num_kv_heads, self.kv_len + 1, dtype=torch.bool)
+        mask = torch.zeros(self.num_heads, self.kv_len + 1, dtype=torch.bool)
         safe = torch.where((idx >= 0) & (idx < self.kv_len), idx, self.kv_len)
         mask.scatter_(1, safe, True)
         return mask[:, : self.kv_len]
 
     def rows_mask(self, start: int, end: int) -> torch.Tensor:
         """bool [H, end - start, kv_len]: the visibility of query rows [start, end)."""
-        H, kv = self.num_kv_heads, self.kv_len
+        H, kv = self.num_heads, self.kv_len
         rows = torch.arange(start, end)
         pos = (self.query_offset + rows)[:, None]  # [c, 1]
         j = torch.arange(kv)[None, :]  # [1, kv]
@@ -199,11 +224,11 @@ class SparsePlan:
     # -- statistics ------------------------------------------------------------------------------
 
     def visible_fraction(self, seq_len: int | None = None) -> float:
-        """Fraction of the request's keys the last query row sees, averaged over KV heads."""
+        """Fraction of the request's keys the last query row sees, averaged over the plan's heads."""
         if self.q_len == 0 or self.kv_len == 0:
             return 1.0
         n = seq_len if seq_len is not None else self.kv_len
-        return float(self.rows_mask(self.q_len - 1, self.q_len).sum()) / (self.num_kv_heads * max(n, 1))
+        return float(self.rows_mask(self.q_len - 1, self.q_len).sum()) / (self.num_heads * max(n, 1))
 
     def density(self, sample: int | None = None) -> float:
         """Visible (head, row, key) pairs over causal pairs: the attention compute kept.
@@ -221,4 +246,4 @@ class SparsePlan:
         for a, b in spans:
             seen += int(self.rows_mask(a, b).sum())
             causal += sum(self.query_offset + i + 1 for i in range(a, b))
-        return seen / max(1, causal * self.num_kv_heads)
+        return seen / max(1, causal * self.num_heads)

@@ -46,6 +46,8 @@ class PyramidKV(SnapKV):
 
     Fields:
         budget (4096): average keys kept per head over the layers, window included.
+        heads ("query"): select per query head (SCBench: K/V repeated to every query head, Hq x
+            budget kept) or "kv", once per KV head from group-averaged scores (kvpress).
         window (32): observation window.
         kernel_size (5): pooling kernel, odd.
         pooling ("avgpool"): "avgpool" or "maxpool".

@@ -1,4 +1,4 @@
-"""SnapKV: keep the keys the observation window attends to most, per KV head."""
+"""SnapKV: keep the keys the observation window attends to most, per head."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class SnapKV(DropMethod):
 
     Fields:
         budget (4096): keys kept per head, window included (SCBench capacity 4,096).
+        heads ("query"): select per query head (SCBench: K/V repeated to every query head, Hq x
+            budget kept) or "kv", once per KV head from group-averaged scores (kvpress).
         window (32): observation window (last queries, and last keys always kept).
         kernel_size (5): pooling kernel, odd.
         pooling ("avgpool"): "avgpool" or "maxpool".
@@ -46,9 +48,10 @@ class SnapKV(DropMethod):
         self._require(self.budget > self.window, f"budget ({self.budget}) must exceed window ({self.window})")
 
     def scores(self, q_window: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """float32 [Hkv, kv_len - window]: pooled window attention to the keys before the window."""
+        """float32 [H, kv_len - window]: pooled window attention to the keys before the window
+        (H = query heads, or KV heads with heads="kv")."""
         w = min(self.window, q_window.shape[0])
-        probs = last_query_probs(q_window[-w:], k)  # [H, w, kv_len]
+        probs = last_query_probs(q_window[-w:], k, per_query_head=self.per_query_head)  # [H, w, kv_len]
         mass = probs[:, :, : k.shape[0] - self.window].sum(dim=1)
         pad = self.kernel_size // 2
         if self.pooling == "avgpool":
@@ -56,9 +59,9 @@ class SnapKV(DropMethod):
         return F.max_pool1d(mass[:, None], self.kernel_size, stride=1, padding=pad)[:, 0]
 
     def _keep(self, q_window: torch.Tensor, k: torch.Tensor, n: int, *, layer: int, num_layers: int) -> torch.Tensor:
-        kv_len, hkv = k.shape[0], k.shape[1]
-        keep = torch.zeros(hkv, kv_len, dtype=torch.bool)
-        keep[:, kv_len - self.window :] = True
-        top = self.scores(q_window, k).topk(n - self.window, dim=-1).indices.cpu()
+        scores = self.scores(q_window, k)
+        keep = torch.zeros(scores.shape[0], k.shape[0], dtype=torch.bool)
+        keep[:, k.shape[0] - self.window :] = True
+        top = scores.topk(n - self.window, dim=-1).indices.cpu()
         keep.scatter_(1, top, True)
         return keep

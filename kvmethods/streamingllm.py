@@ -21,6 +21,8 @@ class StreamingLLM(DropMethod):
 
     Fields:
         budget (4096): keys kept per head (SCBench: 128 sink + 3,968 recent).
+        heads ("query"): select per query head (SCBench: K/V repeated to every query head, Hq x
+            budget kept) or "kv", once per KV head from group-averaged scores (kvpress).
         sink (128): attention-sink keys at the start.
     """
 
@@ -33,8 +35,8 @@ class StreamingLLM(DropMethod):
         self._require(self.budget > self.sink, f"budget ({self.budget}) must exceed sink ({self.sink})")
 
     def _keep(self, q_window: torch.Tensor, k: torch.Tensor, n: int, *, layer: int, num_layers: int) -> torch.Tensor:
-        kv_len, hkv = k.shape[0], k.shape[1]
-        keep = torch.zeros(hkv, kv_len, dtype=torch.bool)
+        kv_len, heads = k.shape[0], self.selection_heads(q_window.shape[1], k.shape[1])
+        keep = torch.zeros(heads, kv_len, dtype=torch.bool)
         keep[:, : self.sink] = True
         keep[:, kv_len - (n - self.sink) :] = True
         return keep

@@ -19,7 +19,7 @@ import torch
 
 from kvmethods.plan import SparsePlan
 
-__all__ = ["attend", "causal_attention", "check_inputs", "merge_state"]
+__all__ = ["attend", "causal_attention", "check_inputs", "expand_kv", "merge_state"]
 
 LOG2E = 1.0 / math.log(2.0)
 _SCORE_ELEMS = 1 << 22  # dense-path scores per chunk (16 MiB of float32: stays closer to cache)
@@ -39,7 +39,8 @@ def attend(
     Args:
         q: [q_len, Hq, D] queries of this prefill / decode step (any float dtype).
         k: [kv_len, Hkv, D] keys, cached prefix included; v: [kv_len, Hkv, Dv] values.
-        plan: the plan for (q_len, kv_len, Hkv); query head h reads KV head h // (Hq // Hkv).
+        plan: the plan for (q_len, kv_len, H) with H the KV heads or the query heads (a multiple of
+            Hkv dividing Hq); query head h follows plan head h // (Hq // H), reads KV head h // (Hq // Hkv).
         scale: softmax scale applied to q . k.
         chunk_size: query rows per step (default: chosen from the plan and the sizes).
     Returns:
@@ -50,6 +51,8 @@ def attend(
     q_len, hq, d = check_inputs(q, k, v, plan)
     device = q.device
     q, k, v = q.cpu(), k.cpu(), v.cpu()
+    if plan.num_heads > k.shape[1]:  # a per-query-head plan: each plan head gets its own K/V copy
+        k, v = expand_kv(k, plan.num_heads), expand_kv(v, plan.num_heads)
     kv_len, hkv, dv = k.shape[0], k.shape[1], v.shape[2]
     g = hq // hkv
     out = torch.zeros(hkv, g, q_len, dv)
@@ -111,6 +114,11 @@ def merge_state(
 # -- internals ---------------------------------------------------------------------------------
 
 
+def expand_kv(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """x [n, Hkv, D] -> [n, num_heads, D]: KV head h repeated for plan heads h * r .. h * r + r - 1."""
+    return x.repeat_interleave(num_heads // x.shape[1], dim=1)
+
+
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SparsePlan) -> tuple[int, int, int]:
     """Shapes of q, k, v agree with each other and with the plan; returns (q_len, Hq, D)."""
     if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
@@ -124,10 +132,12 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: Sparse
             f"attend: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} need one head_dim for q/k, "
             "the same [kv_len, Hkv] for k/v and Hq divisible by Hkv"
         )
-    if (plan.q_len, plan.kv_len, plan.num_kv_heads) != (q_len, k.shape[0], k.shape[1]):
+    heads_ok = plan.num_heads % k.shape[1] == 0 and hq % plan.num_heads == 0
+    if (plan.q_len, plan.kv_len) != (q_len, k.shape[0]) or not heads_ok:
         raise ValueError(
-            f"attend: the plan is for q_len={plan.q_len}, kv_len={plan.kv_len}, num_kv_heads={plan.num_kv_heads} "
-            f"but got q_len={q_len}, kv_len={k.shape[0]}, num_kv_heads={k.shape[1]}"
+            f"attend: the plan is for q_len={plan.q_len}, kv_len={plan.kv_len}, num_heads={plan.num_heads} "
+            f"but got q_len={q_len}, kv_len={k.shape[0]}, {k.shape[1]} KV heads and {hq} query heads "
+            "(the plan's heads must be a multiple of the KV heads and divide the query heads)"
         )
     return q_len, hq, d
 
@@ -225,7 +235,7 @@ def _sparse(qh, kh, vh, plan: SparsePlan, vis, scale: float, out, lse, step: int
 
 def _candidates(plan: SparsePlan, vis, vmask, r0: int, r1: int, whole: bool):
     """Keys some row in [r0, r1) may see: idx [Hc, L] (Hc = 1 when shared by all heads), valid."""
-    off, H = plan.query_offset, plan.num_kv_heads
+    off, H = plan.query_offset, plan.num_heads
     p0, e = off + r0, off + r1
     if whole:
         ranges = [(0, e)]

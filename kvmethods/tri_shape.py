@@ -25,6 +25,8 @@ class TriShape(AShape):
         budget (4096): keys per row outside the dense rows, sink + local window.
         sink (128): attention-sink keys.
         last_q (100): the last query rows that attend densely.
+        follow_ups ("dense"): "dense", an extend over a cached context attends densely (SCBench);
+            "sparse", it is planned like the context's prefill.
     """
 
     last_q: int = 100

@@ -78,7 +78,7 @@ def test_static_split_covers_the_plan_exactly(q_len, kv_len, sink, window, dense
 @pytest.mark.parametrize("name", ["a_shape", "tri_shape"])
 @pytest.mark.parametrize("q_len,kv_len", [(64, 64), (300, 300), (200, 512)])
 def test_static_split_of_method_plans(name, q_len, kv_len):
-    method = get_method(name, budget=48, sink=8, **({"last_q": 20} if name == "tri_shape" else {}))
+    method = get_method(name, budget=48, sink=8, follow_ups="sparse", **({"last_q": 20} if name == "tri_shape" else {}))
     q, k = qk(q_len, kv_len)
     plan = method.prefill_plan(q, k)
     assert plan.is_static and not plan.is_full
@@ -98,8 +98,8 @@ def general_union(plan: SparsePlan, max_elems: int) -> torch.Tensor:
     chunks = fx.row_chunks(plan, max_elems)
     assert chunks[0][0] == 0 and chunks[-1][1] == plan.q_len
     assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
-    full = torch.zeros(plan.num_kv_heads, plan.q_len, plan.kv_len, dtype=torch.bool)
-    for h in range(plan.num_kv_heads):
+    full = torch.zeros(plan.num_heads, plan.q_len, plan.kv_len, dtype=torch.bool)
+    for h in range(plan.num_heads):
         for r0, r1 in chunks:
             m = masks.head(h, r0, r1)
             assert m.shape == (r1 - r0, plan.query_offset + r1) and m.dtype == torch.bool
@@ -150,7 +150,7 @@ def test_general_masks_equal_dense_mask(q_len, kv_len, max_elems):
 @pytest.mark.parametrize("q_len,kv_len", [(300, 300), (200, 512)])
 def test_general_masks_of_method_plans(name, kw, q_len, kv_len):
     q, k = qk(q_len, kv_len, seed=1)
-    plan = get_method(name, **kw).prefill_plan(q, k)
+    plan = get_method(name, **kw, follow_ups="sparse").prefill_plan(q, k)
     assert not plan.is_static
     assert torch.equal(general_union(plan, 8192), plan.dense_mask())
 

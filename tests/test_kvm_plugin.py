@@ -86,7 +86,7 @@ def test_shared_settings_reach_every_method_that_has_the_field():
 
 
 def test_slot_state_is_per_slot_and_reset_on_write():
-    state = SlotState(num_layers=2, num_slots=10, num_kv_heads=2)
+    state = SlotState(num_layers=2, num_slots=10, num_heads=2)
     slots = torch.tensor([3, 4, 5, 6])
     keep = torch.tensor([[True, False, True, False], [False, True, True, True]])
     state.set_visibility(1, slots, keep)

@@ -25,31 +25,39 @@ def qk(q_len, kv_len, seed=0):
 # -- StreamingLLM ------------------------------------------------------------------------------
 
 
+HEADS = {"query": HQ, "kv": HKV}
+
+
+@pytest.mark.parametrize("heads", HEADS)
 @pytest.mark.parametrize(("kv_len", "budget", "sink"), [(300, 64, 8), (100, 99, 4), (50, 64, 8), (200, 129, 128)])
-def test_streamingllm_keeps_sink_and_recent(kv_len, budget, sink):
+def test_streamingllm_keeps_sink_and_recent(kv_len, budget, sink, heads):
     q, k = qk(20, kv_len)
-    keep = get_method("streamingllm", budget=budget, sink=sink).compress(q, k)
+    keep = get_method("streamingllm", budget=budget, sink=sink, heads=heads).compress(q, k)
     j = torch.arange(kv_len)
     ref = (j < sink) | (j >= kv_len - (budget - sink)) if kv_len > budget else torch.ones(kv_len, dtype=torch.bool)
-    assert keep.shape == (HKV, kv_len) and keep.dtype == torch.bool
-    assert torch.equal(keep, ref.expand(HKV, -1))
-    assert keep.sum(-1).tolist() == [min(budget, kv_len)] * HKV
+    h = HEADS[heads]
+    assert keep.shape == (h, kv_len) and keep.dtype == torch.bool
+    assert torch.equal(keep, ref.expand(h, -1))
+    assert keep.sum(-1).tolist() == [min(budget, kv_len)] * h
 
 
 # -- SnapKV / PyramidKV ------------------------------------------------------------------------
 
 
-def snapkv_reference(q_window, k, budget, window, kernel, pooling):
+def snapkv_reference(q_window, k, budget, window, kernel, pooling, heads="query"):
+    """Per query head (K repeated to every query head) or per KV head (group mean of the mass)."""
     kv = k.shape[0]
     w = min(window, q_window.shape[0])
-    g = HQ // HKV
-    keep = torch.zeros(HKV, kv, dtype=torch.bool)
-    for h in range(HKV):
+    per_query = heads == "query"
+    g = 1 if per_query else HQ // HKV
+    keep = torch.zeros(HEADS[heads], kv, dtype=torch.bool)
+    for h in range(HEADS[heads]):
         mass = torch.zeros(kv - window, dtype=torch.float64)
         for hq in range(h * g, (h + 1) * g):
             for r in range(w):
                 pos = kv - w + r
-                logits = k[: pos + 1, h].double() @ q_window[-w + r, hq].double() / math.sqrt(D)
+                kv_head = hq // (HQ // HKV)
+                logits = k[: pos + 1, kv_head].double() @ q_window[-w + r, hq].double() / math.sqrt(D)
                 mass += torch.softmax(logits, 0)[: kv - window] / g
         pad = kernel // 2
         pooled = torch.zeros_like(mass)
@@ -64,15 +72,16 @@ def snapkv_reference(q_window, k, budget, window, kernel, pooling):
     return keep
 
 
+@pytest.mark.parametrize("heads", HEADS)
 @pytest.mark.parametrize(("kv_len", "q_rows"), [(200, 40), (150, 150), (120, 10)])
 @pytest.mark.parametrize(("budget", "window", "kernel", "pooling"), [(40, 8, 5, "avgpool"), (64, 16, 3, "maxpool")])
-def test_snapkv_matches_reference_and_keeps_budget(kv_len, q_rows, budget, window, kernel, pooling):
+def test_snapkv_matches_reference_and_keeps_budget(kv_len, q_rows, budget, window, kernel, pooling, heads):
     q, k = qk(q_rows, kv_len, seed=kv_len + budget)
     k[37] *= 4  # a few standout keys
-    m = get_method("snapkv", budget=budget, window=window, kernel_size=kernel, pooling=pooling)
+    m = get_method("snapkv", budget=budget, window=window, kernel_size=kernel, pooling=pooling, heads=heads)
     keep = m.compress(q, k, layer=3, num_layers=8)
-    assert keep.sum(-1).tolist() == [budget] * HKV
-    assert torch.equal(keep, snapkv_reference(q, k, budget, window, kernel, pooling))
+    assert keep.sum(-1).tolist() == [budget] * HEADS[heads]
+    assert torch.equal(keep, snapkv_reference(q, k, budget, window, kernel, pooling, heads))
 
 
 def test_snapkv_short_context_keeps_everything():
@@ -108,7 +117,7 @@ def test_pyramidkv_keeps_layer_budget_with_snapkv_scoring():
     for layer in range(layers):
         keep = pyr.compress(q, k, layer=layer, num_layers=layers)
         counts.append(keep.sum(-1))
-        assert keep.sum(-1).tolist() == [budgets[layer]] * HKV
+        assert keep.sum(-1).tolist() == [budgets[layer]] * HQ
         snap = get_method("snapkv", budget=budgets[layer], window=8).compress(q, k)
         assert torch.equal(keep, snap)
     assert torch.stack(counts).float().mean() == 64

@@ -59,8 +59,8 @@ def diagonal_sums(probs):
 
 def brute_force(plan: SparsePlan, vertical, slash, blocks, vis):
     q_len, kv, bs = plan.q_len, plan.kv_len, plan.block_size
-    out = torch.zeros(plan.num_kv_heads, q_len, kv, dtype=torch.bool)
-    for h in range(plan.num_kv_heads):
+    out = torch.zeros(plan.num_heads, q_len, kv, dtype=torch.bool)
+    for h in range(plan.num_heads):
         for i in range(q_len):
             p = kv - q_len + i
             for j in range(p + 1):
@@ -123,13 +123,13 @@ def test_a_shape_and_tri_shape(q_len, kv_len, budget, sink):
     pos = kv_len - q_len + torch.arange(q_len)[:, None]
     j = torch.arange(kv_len)[None, :]
     ref = causal(q_len, kv_len) & ((j < sink) | (pos - j < budget - sink))
-    plan = get_method("a_shape", budget=budget, sink=sink).prefill_plan(q, k)
+    plan = get_method("a_shape", budget=budget, sink=sink, follow_ups="sparse").prefill_plan(q, k)
     assert torch.equal(plan.dense_mask(), ref.expand(HKV, -1, -1))
     # every row sees at most `budget` keys
     assert int(plan.dense_mask().sum(-1).max()) <= budget
     last_q = 10
     rows = torch.arange(q_len)[:, None] >= q_len - last_q
-    tri = get_method("tri_shape", budget=budget, sink=sink, last_q=last_q).prefill_plan(q, k)
+    tri = get_method("tri_shape", budget=budget, sink=sink, last_q=last_q, follow_ups="sparse").prefill_plan(q, k)
     assert torch.equal(tri.dense_mask(), (ref | (rows & causal(q_len, kv_len))).expand(HKV, -1, -1))
 
 
@@ -246,7 +246,7 @@ def flexprefill_reference(q, k, budget, gamma, tau, bs):
 def test_flexprefill_blocks(q_len, kv_len, tau, gamma):
     bs, budget = 16, 16
     q, k = qk(q_len, kv_len, seed=q_len + kv_len)
-    plan = get_method("flexprefill", budget=budget, gamma=gamma, tau=tau, block_size=bs).prefill_plan(q, k)
+    plan = get_method("flexprefill", budget=budget, gamma=gamma, tau=tau, block_size=bs, follow_ups="sparse").prefill_plan(q, k)
     ref, blocks = flexprefill_reference(q, k, budget, gamma, tau, bs)
     assert torch.equal(plan.dense_mask(), ref)
     assert torch.equal(plan.block_mask, blocks)
@@ -261,3 +261,17 @@ def test_sparse_prefill_methods_are_dense_at_decode():
     q, k = qk(1, 300)
     for name in ("a_shape", "tri_shape", "minference", "flexprefill"):
         assert get_method(name).decode_plan(q, k).is_full
+
+
+@pytest.mark.parametrize("name", ["a_shape", "tri_shape", "minference", "flexprefill"])
+def test_follow_up_extends_are_dense_by_default(name):
+    """SCBench plans only the context's prefill; an extend over a cached context (a later turn, a
+    multi-request question) attends densely unless follow_ups="sparse"."""
+    small = {"a_shape": dict(budget=24, sink=4), "tri_shape": dict(budget=24, sink=4, last_q=4),
+             "minference": dict(budget=40, vertical_size=10, last_q=8, min_q_len=16),
+             "flexprefill": dict(budget=16, block_size=16)}[name]
+    q, k = qk(100, 400)  # 300 cached keys, 100 new rows: a follow-up
+    assert get_method(name, **small).prefill_plan(q, k).is_full
+    assert not get_method(name, **small, follow_ups="sparse").prefill_plan(q, k).is_full
+    q, k = qk(300, 340)  # the context's prefill behind a short cached prefix stays sparse
+    assert not get_method(name, **small).prefill_plan(q, k).is_full

@@ -84,7 +84,7 @@ def test_parse_types_fields():
     ("spec", "args", "message"),
     [
         ("snapk", [], "Unknown method 'snapk'. Did you mean 'snapkv'? Available: a_shape, flexprefill"),
-        ("snapkv", ["windw=3"], "Method 'snapkv' has no field 'windw'. Did you mean 'window'? Fields: budget, wi"),
+        ("snapkv", ["windw=3"], "Method 'snapkv' has no field 'windw'. Did you mean 'window'? Fields: budget, heads, wi"),
         ("snapkv", ["window=abc"], "snapkv.window: expected int, got 'abc'"),
         ("snapkv", ["window=1.5"], "snapkv.window: expected int"),
         ("flexprefill", ["gamma=x"], "flexprefill.gamma: expected float"),

@@ -76,6 +76,7 @@ def build_report(records: list[dict[str, Any]], scoring: str = "official",
                     **_ident(k), "mode": mode, "task": task, "category": categories.get(task),
                     "score": _mean(r.get(field) for r in recs), "records": len(recs),
                     "sessions": len({r["sample_id"] for r in recs}), "failed_sessions": len(failed.get(group, ())),
+                    "recomputed_turns": sum(1 for r in recs if (r.get("recomputed_tokens") or 0) > 0),
                 })
             if not rows:
                 continue
@@ -90,6 +91,11 @@ def build_report(records: list[dict[str, Any]], scoring: str = "official",
     notes += [
         f"{r['label']} {r['task']} {r['mode']}: {r['failed_sessions']} failed session(s), not scored"
         for r in task_rows if r["failed_sessions"]
+    ]
+    notes += [
+        f"{r['label']} {r['task']} {r['mode']}: {r['recomputed_turns']} turn(s) prefilled again context the server's "
+        "radix cache had evicted, so a KV method's decisions on it were not kept (recomputed_tokens)"
+        for r in task_rows if r["recomputed_turns"]
     ]
     return {
         "scoring": scoring,

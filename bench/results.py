@@ -12,10 +12,13 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import rundir
 from runtime.errors import UsageError
+
+if TYPE_CHECKING:
+    from programs.metrics import ScoringContext
 
 SWEEP = "sweep.json"  # written by bench.sweep (not imported from there: it pulls in the runtime)
 
@@ -109,10 +112,32 @@ def _contexts(run: Path, task: str) -> dict[str, Any] | None:
     return samples
 
 
+def _scoring_contexts(run: Run, samples: dict[str, dict[str, Any] | None]) -> dict[tuple, ScoringContext]:
+    """The run each record was scored in, per (point, task, mode): the sessions that have records,
+    in session order, each with the turns it asked (what the official export holds)."""
+    from programs.metrics import ScoringContext
+
+    sessions: dict[tuple, dict[tuple, tuple[Any, int]]] = defaultdict(dict)
+    for rec in run.records:
+        sample = None if rec.get("error") else (samples.get(rec["task"]) or {}).get(str(rec["sample_id"]))
+        if sample is None:
+            continue
+        group = sessions[(key(rec), rec["task"], rec["mode"])]
+        session = (rec.get("sample_index", 0), str(rec["sample_id"]))
+        asked = group[session][1] if session in group else 0
+        group[session] = (sample, max(asked, rec["turn"] + 1))
+    return {
+        group: ScoringContext.for_sessions(group[1], group[2], [found[i] for i in sorted(found)])
+        for group, found in sessions.items()
+    }
+
+
 def rescore_run(run: Run, scorings: tuple[str, ...]) -> dict[str, Any]:
     """Recomputes the `scorings` fields of every scored record from its saved prediction, then
     rewrites samples.jsonl and summary.json (atomically). Returns counts and notes.
 
+    Official RepoQA scores compare with the needles of every session of the same repo that has
+    records (what the official export holds); see `programs.metrics.context`.
     Not for a run that bench is still writing: records appended meanwhile would be lost.
     """
     from bench.summary import summarize
@@ -121,14 +146,15 @@ def rescore_run(run: Run, scorings: tuple[str, ...]) -> dict[str, Any]:
     counts = {"records": 0, "changed": 0, **{s: 0 for s in scorings}}
     notes: list[str] = []
     cache: dict[str, dict | None] = {}
+    for task in dict.fromkeys(rec["task"] for rec in run.records if not rec.get("error")):
+        cache[task] = _contexts(run.path, task)
+        if cache[task] is None:
+            notes.append(f"{run.path}: no {rundir.CONTEXTS}/{task}.jsonl; its records keep their scores")
+    contexts = _scoring_contexts(run, cache)
     for rec in run.records:
         if rec.get("error"):
             continue
         task = rec["task"]
-        if task not in cache:
-            cache[task] = _contexts(run.path, task)
-            if cache[task] is None:
-                notes.append(f"{run.path}: no {rundir.CONTEXTS}/{task}.jsonl; its records keep their scores")
         sample = (cache[task] or {}).get(str(rec["sample_id"]))
         if cache[task] is not None and (sample is None or rec["turn"] >= len(sample.turns)):
             notes.append(f"{run.path}: {task} sample {rec['sample_id']} (or its turn) is not in its contexts file; left as it was")
@@ -137,9 +163,10 @@ def rescore_run(run: Run, scorings: tuple[str, ...]) -> dict[str, Any]:
             continue
         counts["records"] += 1
         changed = False
+        context = contexts[(key(rec), task, rec["mode"])]
         for scoring in scorings:
             field = SCORE_FIELDS[scoring]
-            new = get_task(task).score(rec.get("prediction"), sample.turns[rec["turn"]], sample, scoring)
+            new = get_task(task).score(rec.get("prediction"), sample.turns[rec["turn"]], sample, scoring, context)
             old = rec.get(field)
             if old is None or abs(new - old) > 1e-9:
                 rec[field] = new

@@ -15,10 +15,13 @@ from typing import Any
 
 from bench import rundir
 from bench.display import Display
+from bench.reuse_check import recomputed_tokens
 from bench.summary import reuse, summarize
 from data.sample import Sample
-from programs.base import TaskSpec
+from programs.base import SENT, TaskSpec
+from programs.metrics.context import ScoringContext
 from runtime.backend import Connection
+from runtime.isolation import session_namespace
 
 
 @dataclass(frozen=True)
@@ -27,19 +30,27 @@ class BenchSpec:
 
     tasks: tuple[str, ...] = ("kv",)
     modes: tuple[str, ...] = ("multi-turn", "multi-request")
-    num_samples: int = 3
+    # Sessions per task; None: every row of real data (as SCBench's --num_eval_examples -1), and
+    # GENERATED_SAMPLES from the offline generators.
+    num_samples: int | None = None
     context_tokens: int = 2000
     num_turns: int = 4
     seed: int = 0
     data: str | None = None  # None: the offline generator; else a local file/folder or "hub"
     history: str = "gold"
-    max_turns: int | None = None
+    max_turns: int | None = 5  # SCBench's --max_turns (None: every turn)
     chat_template: bool = True
     # Empty the radix cache before each session, so a session's reuse comes from itself alone (the
     # same sample in another mode would otherwise leave its prompts cached).
     flush_between_sessions: bool = True
-    # SCBench's --max_seq_length: the first prompt is cut in the middle to fit (None: no cut).
-    max_seq_len: int | None = None
+    # SCBench's --max_seq_length (default 131,072, capped to the model's context length): the first
+    # prompt is cut in the middle to fit, as data.truncation says (None or 0: no cut).
+    max_seq_len: int | None = 131_072
+    # "official" (SCBench's prompts, quirks included) or "fixed" (programs.prompts.OFFICIAL_QUIRKS).
+    prompts: str = "official"
+
+
+GENERATED_SAMPLES = 3  # sessions per task from an offline generator when --samples is not given
 
 
 @dataclass
@@ -67,7 +78,7 @@ def load_task_samples(task: TaskSpec, spec: BenchSpec, count_tokens, on_skip) ->
     if source == "generator":
         return GENERATORS[task.name](
             count_tokens,
-            num_samples=spec.num_samples,
+            num_samples=GENERATED_SAMPLES if spec.num_samples is None else spec.num_samples,
             context_tokens=spec.context_tokens,
             num_turns=spec.num_turns,
             seed=spec.seed,
@@ -75,42 +86,87 @@ def load_task_samples(task: TaskSpec, spec: BenchSpec, count_tokens, on_skip) ->
     return load_samples(task.config, None if source == "hub" else source, limit=spec.num_samples, on_skip=on_skip)
 
 
-def fit_to_max_seq_len(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens) -> Sample:
-    """The sample with its context cut in the middle so the first prompt fits `spec.max_seq_len`."""
+def fit_to_max_seq_len(
+    conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, budget_turns: int | None = None
+) -> tuple[Sample, str | None]:
+    """The session's first prompt cut in the middle as SCBench's runner cuts it (`data.truncation`),
+    or None when it fits; the cut is recorded in the sample's `metadata["truncation"]`.
+
+    `budget_turns`: the turns the budget counts; the official runner counts the task's first row's
+    (after --max-turns), `plan_budget_turns`. None: this sample's own.
+    """
     from dataclasses import replace
 
-    from data.truncation import prompt_budget, truncate_sample
+    from data.truncation import effective_max_seq_len, fits_without_tokenizing, prompt_budget, truncate_prompt
+    from programs.prompts import session_prompts
 
-    turns = sample.turns[: spec.max_turns]
-    budget = prompt_budget(spec.max_seq_len, task.max_new_tokens, len(turns), mode)
-    empty = replace(sample, context="")
-    outside_context = count_tokens(task.shared_prefix(empty) + task.separator + task.query(turns[0], first=mode == "multi-turn"))
-    return truncate_sample(conn.tokenizer, sample, budget - outside_context)
+    max_seq_len = effective_max_seq_len(spec.max_seq_len, getattr(conn, "context_length", None))
+    if max_seq_len is None:
+        return sample, None
+    turns = len(sample.turns[: spec.max_turns]) if budget_turns is None else budget_turns
+    budget = prompt_budget(max_seq_len, task.max_new_tokens, turns, mode)
+    first = session_prompts(task, sample, getattr(conn, "chat_format", None), spec.prompts, spec.max_turns).first(mode)
+    if fits_without_tokenizing(first, budget):
+        return sample, None
+    cut = truncate_prompt(conn.tokenizer, first, budget)
+    if not cut.cut:
+        return sample, None
+    return replace(sample, metadata={**sample.metadata, "truncation": cut.record(budget)}), cut.text
 
 
-def _scalars(mapping: dict[str, Any]) -> dict[str, Any]:
-    """The small fields of a dict (what the official export and the TUI need), not whole documents."""
-    return {k: v for k, v in mapping.items() if isinstance(v, (str, int, float, bool, list, dict)) and len(str(v)) <= 2000}
+def plan_budget_turns(planned: list[tuple], max_turns: int | None) -> dict[str, int]:
+    """Per task, the turns SCBench's truncation budget counts: its first row's, after --max-turns."""
+    return {task.name: len(sample.turns[:max_turns]) for task, _, sample, index in planned if index == 0}
 
 
-def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens, index: int = 0) -> SessionOutcome:
+def _record_fields(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Every set field of a turn's extras or a sample's metadata, whatever its size: the official
+    export rebuilds SCBench's `ground_truth` from them (e.g. long choice options)."""
+    return {k: v for k, v in mapping.items() if v is not None}
+
+
+def scoring_contexts(planned: list[tuple], max_turns: int | None) -> dict[tuple[str, str], ScoringContext]:
+    """One scoring context per (task, mode) of the planned sessions `(task, mode, sample, index)`:
+    the run the official scorer sees, every planned session with its asked turns."""
+    sessions: dict[tuple[str, str], list[tuple[int, Sample]]] = {}
+    for task, mode, sample, index in planned:
+        sessions.setdefault((task.name, mode), []).append((index, sample))
+    return {
+        (task, mode): ScoringContext.for_run(task, mode, [s for _, s in sorted(items, key=lambda item: item[0])], max_turns)
+        for (task, mode), items in sessions.items()
+    }
+
+
+def run_session(
+    conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens, index: int = 0,
+    scoring: ScoringContext | None = None, budget_turns: int | None = None,
+) -> SessionOutcome:
+    """`scoring`: the run around the session (`scoring_contexts`); None: the session is the run.
+    `budget_turns`: see `fit_to_max_seq_len`."""
     from programs import get_program
 
+    if scoring is None:
+        scoring = ScoringContext.for_run(task.name, mode, [sample], spec.max_turns)
     base = {"task": task.name, "mode": mode, "sample_id": sample.id, "sample_index": index}
-    if spec.max_seq_len:
-        try:
-            sample = fit_to_max_seq_len(conn, task, sample, mode, spec, count_tokens)
-        except ValueError as err:
-            return SessionOutcome([{**base, "error": f"ValueError: {err}"}], str(err), 0.0)
+    try:
+        sample, first_prompt = fit_to_max_seq_len(conn, task, sample, mode, spec, budget_turns)
+    except ValueError as err:
+        return SessionOutcome([{**base, "error": f"ValueError: {err}"}], str(err), 0.0)
     program = get_program(task.name, mode)
-    kwargs: dict[str, Any] = {"sample": sample, "chat": conn.chat, "max_turns": spec.max_turns}
+    kwargs: dict[str, Any] = {"sample": sample, "chat": getattr(conn, "chat_format", None) or False, "max_turns": spec.max_turns}
+    if spec.prompts != "official":
+        kwargs["prompts"] = spec.prompts
+    if first_prompt is not None:
+        kwargs["first_prompt"] = first_prompt
     if mode == "multi-turn":
         kwargs["history"] = spec.history
     started = time.monotonic()
     try:
         if spec.flush_between_sessions:
             conn.backend.flush_cache()
-        state = program.run(backend=conn.backend, **kwargs)
+        # Its own radix namespace: a session sees exactly the cache it would see alone (runtime.isolation).
+        backend = conn.backend.for_session(session_namespace(task.name, mode, index, sample.id))
+        state = program.run(backend=backend, **kwargs)
         failure = state.error() if hasattr(state, "error") else None
         results = state.ret_value
     except Exception as err:  # a request the server rejected, a dropped connection
@@ -122,19 +178,22 @@ def run_session(conn: Connection, task: TaskSpec, sample: Sample, mode: str, spe
     context_tokens = count_tokens(sample.context)
     records = []
     for result in results:
+        texts = result.pop(SENT, None)  # (held, sent); a program of another origin may not say
+        result["recomputed_tokens"] = None if texts is None else recomputed_tokens(
+            conn.tokenizer, *texts, result["cached_tokens"], getattr(conn, "page_size", 1))
         turn = sample.turns[result["turn"]]
         records.append({
             **base,
             **result,
             "question": turn.question,
             "gold": turn.answer,
-            "score": task.score(result["prediction"], turn, sample, "official"),
-            "score_fixed": task.score(result["prediction"], turn, sample, "fixed"),
+            "score": task.score(result["prediction"], turn, sample, "official", scoring),
+            "score_fixed": task.score(result["prediction"], turn, sample, "fixed", scoring),
             "context_tokens": context_tokens,
             "new_prefill_tokens": None if result["prompt_tokens"] is None else result["prompt_tokens"] - (result["cached_tokens"] or 0),
             "session_seconds": seconds,
-            "turn_extras": _scalars(turn.extras),
-            "sample_meta": _scalars(sample.metadata),
+            "turn_extras": _record_fields(turn.extras),
+            "sample_meta": _record_fields(sample.metadata),
         })
     return SessionOutcome(records, None, seconds)
 
@@ -160,6 +219,7 @@ class KeptKVReader:
         for record in records:
             row = self.by_rid.pop(record.get("request_id"), {})
             record["kept_kv"] = row.get("kept_kv")
+            record["kept_kv_heads"] = row.get("heads")  # what kept_kv averages over: "query" or "kv" heads
             record["kept_map"] = row.get("kept_map")
 
 
@@ -207,9 +267,9 @@ def run_bench(
     """Runs the point's unfinished sessions over `conns`, appending each session's records as it
     ends; returns the summary of the point's directory.
 
-    One session at a time on one server empties the radix cache before each session, so a session's
-    reuse comes from itself alone. In parallel, the cache is emptied once per mode instead (sessions
-    of one sample in two modes share a context and must not share its compressed KV).
+    Every session runs in its own radix-cache namespace (`runtime.isolation`), so its reuse comes
+    from itself alone, whatever runs beside it. The cache is also emptied before each session (once
+    per mode in parallel), which frees the KV pool for the sessions to come.
     """
     from bench.resume import prepare_resume, session_key
     from bench.scheduler import EndpointPool, run_sessions
@@ -224,7 +284,11 @@ def run_bench(
     count_tokens = token_counter(conns[0].tokenizer)
     samples_path = run_dir / rundir.SAMPLES
     finished = prepare_resume(samples_path)
-    work = [w for w in plan_work(spec, count_tokens, run_dir, display) if (w[0].name, w[1], w[3]) not in finished]
+    planned = plan_work(spec, count_tokens, run_dir, display)
+    budget_turns = plan_budget_turns(planned, spec.max_turns)
+    _note_max_seq_len(spec, conns[0], display)
+    scoring = scoring_contexts(planned, spec.max_turns)  # from every session, finished ones included
+    work = [w for w in planned if (w[0].name, w[1], w[3]) not in finished]
     if finished:
         display.message(f"{point.label}: {len(finished)} sessions already finished; {len(work)} to run")
 
@@ -234,7 +298,8 @@ def run_bench(
 
     def run_one(conn, item):
         task, mode, sample, index = item
-        return run_session(conn, task, sample, mode, session_spec, count_tokens, index)
+        return run_session(conn, task, sample, mode, session_spec, count_tokens, index, scoring[(task.name, mode)],
+                           budget_turns.get(task.name))
 
     display.start(len(work), f"{point.label}: {','.join(spec.tasks)}")
     started = time.monotonic()
@@ -255,6 +320,14 @@ def run_bench(
     return summary
 
 
+def _note_max_seq_len(spec: BenchSpec, conn: Connection, display: Display) -> None:
+    from data.truncation import effective_max_seq_len
+
+    effective = effective_max_seq_len(spec.max_seq_len, getattr(conn, "context_length", None))
+    if effective is not None and effective != spec.max_seq_len:
+        display.message(f"--max-seq-len {spec.max_seq_len} is capped to the model's context length, {effective} tokens")
+
+
 def _record_session(outcome: SessionOutcome, point: PointRun, conn: Connection, kept: KeptKVReader, path: Path) -> None:
     kept.annotate(outcome.records)
     for record in outcome.records:
@@ -273,4 +346,6 @@ def _show(display: Display, point: PointRun, label: str, outcome: SessionOutcome
     reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
     kept_kv = [r["kept_kv"] for r in outcome.records if r.get("kept_kv") is not None]
     kept_text = f" kept {' '.join(f'{k:.0%}' for k in kept_kv)}" if kept_kv else ""
-    display.session_done(f"{point.label}/{label}", f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s")
+    recomputed = sum(r.get("recomputed_tokens") or 0 for r in outcome.records)
+    evicted = f" (re-prefilled {recomputed} evicted context tokens)" if recomputed else ""
+    display.session_done(f"{point.label}/{label}", f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s{evicted}")

@@ -64,6 +64,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "mode": mode,
             "sessions": len({r["sample_id"] for r in recs}),
             "failed_sessions": errors.get(key, 0),
+            # turns that prefilled again context the radix cache had evicted (bench.reuse_check)
+            "recomputed_turns": sum(1 for r in recs if (r.get("recomputed_tokens") or 0) > 0),
             "score": _mean(r["score"] for r in recs),
             "score_fixed": _mean(r.get("score_fixed") for r in recs),
             "turns": turns,
@@ -101,6 +103,8 @@ def results_table(summary: dict[str, Any]):
                 _fmt(t["latency"], ".2f"),
             )
         failed = f", {res['failed_sessions']} failed" if res["failed_sessions"] else ""
+        if res.get("recomputed_turns"):
+            failed += f", {res['recomputed_turns']} turns re-prefilled evicted context"
         table.add_row(
             "", "", "", "all", str(res["sessions"]) + failed, _fmt(res["score"], ".1f", 100), "", "", "", "",
             end_section=True,

@@ -5,8 +5,9 @@
 One run measures, side by side and at each length, the prefill attention of one layer
 (Hq=4, Hkv=2, D=64, float32) with the executor's dense causal path and with each sparse-prefill
 method's plan (plan time + attention time, median of a few repetitions; fewer at 32K), plus
-torch's own scaled_dot_product_attention as an outside reference. It then reports the fraction of
-the context that each KV-dropping method keeps at its default budget.
+torch's own scaled_dot_product_attention as an outside reference, with each plan's density and
+mean keys per row. It then reports the fraction of the context that each KV-dropping method keeps
+at its default budget.
 
 Inputs are synthetic but shaped like LLM attention: Gaussian q/k plus an attention-sink direction
 on the first keys and a local component (random Fourier features of an RBF kernel, so q_i . k_j
@@ -38,6 +39,7 @@ SPARSE = {
     "a_shape": dict(budget=1024),
     "tri_shape": dict(budget=1024),
     "minference": {},
+    "minference(exact)": {"slash_mode": "exact"},
     "flexprefill": {},
 }
 DROPPING = ("streamingllm", "snapkv", "pyramidkv")
@@ -81,6 +83,13 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=SCALE)
 
 
+def keys_per_row(plan: SparsePlan, sample: int = 256) -> float:
+    """Mean visible keys per (head, row) over `sample` evenly spaced rows."""
+    rows = torch.linspace(0, plan.q_len - 1, min(sample, plan.q_len)).round().long().unique().tolist()
+    seen = sum(int(plan.rows_mask(r, r + 1).sum()) for r in rows)
+    return seen / (len(rows) * plan.num_heads)
+
+
 def bench_length(n: int) -> tuple[list[tuple], dict[str, float]]:
     q, k, v = synthetic_qkv(n)
     reps = reps_for(n)
@@ -88,17 +97,17 @@ def bench_length(n: int) -> tuple[list[tuple], dict[str, float]]:
     dense_plan = SparsePlan.full(n, n, HKV)
     attend(q[:256], k[:256], v[:256], SparsePlan.full(256, 256, HKV), scale=SCALE)  # warm-up
     dense = median_time(lambda: attend(q, k, v, dense_plan, scale=SCALE), reps)
-    rows.append((n, "dense (executor)", 0.0, dense, 1.0, 1.0))
-    rows.append((n, "torch sdpa (ref.)", 0.0, median_time(lambda: sdpa(q, k, v), reps), None, 1.0))
+    rows.append((n, "dense (executor)", 0.0, dense, 1.0, 1.0, (n + 1) / 2))
+    rows.append((n, "torch sdpa (ref.)", 0.0, median_time(lambda: sdpa(q, k, v), reps), None, 1.0, (n + 1) / 2))
     speedups = {}
     for name, fields in SPARSE.items():
-        method = get_method(name, **fields)
+        method = get_method(name.split("(")[0], **fields)
         plan = method.prefill_plan(q, k)
         plan_s = median_time(lambda: method.prefill_plan(q, k), reps)
         attend_s = median_time(lambda: attend(q, k, v, plan, scale=SCALE), reps)
         speedups[name] = dense / (plan_s + attend_s)
         label = name + ("(1024)" if "budget" in fields else "")
-        rows.append((n, label, plan_s, attend_s, speedups[name], plan.density(sample=256)))
+        rows.append((n, label, plan_s, attend_s, speedups[name], plan.density(sample=256), keys_per_row(plan)))
     return rows, speedups
 
 
@@ -129,14 +138,17 @@ def main() -> None:
         speedups[n] = sp
         kept[n] = kept_ratios(n)
 
-    header = f"{'tokens':>7} | {'method':<18} | {'plan ms':>8} | {'attend ms':>9} | {'speedup':>7} | {'density':>7}"
+    header = (f"{'tokens':>7} | {'method':<18} | {'plan ms':>8} | {'attend ms':>9} | {'speedup':>7} | {'density':>7}"
+              f" | {'keys/row':>8}")
     print("\nPrefill attention, one layer (speedup = dense executor time / (plan + attend))")
     print(header)
     print("-" * len(header))
-    for n, label, plan_s, attend_s, speedup, density in all_rows:
+    for n, label, plan_s, attend_s, speedup, density, per_row in all_rows:
         sp = f"{speedup:6.2f}x" if speedup is not None else f"{'-':>7}"
-        print(f"{n:>7} | {label:<18} | {plan_s * 1e3:8.1f} | {attend_s * 1e3:9.1f} | {sp} | {density:7.3f}")
-    print("density: visible (head, row, key) pairs / causal pairs (sampled over 256 rows)")
+        print(f"{n:>7} | {label:<18} | {plan_s * 1e3:8.1f} | {attend_s * 1e3:9.1f} | {sp} | {density:7.3f}"
+              f" | {per_row:8.0f}")
+    print("density: visible (head, row, key) pairs / causal pairs; keys/row: mean visible keys per head and row "
+          "(both sampled over 256 rows); minference(exact): exact diagonals instead of the kernel's bands")
 
     print("\nKept-KV ratio after compression (default budgets, mean over 32 layers)")
     print(f"{'tokens':>7} | " + " | ".join(f"{name:>12}" for name in DROPPING))

@@ -417,37 +417,17 @@ def expected_prefill(mode: str, prompt_tokens: Sequence[int], context_tokens: in
 # Prompts rebuilt from the task's templates and the model's own HF chat template
 # --------------------------------------------------------------------------------------------------
 
-_CUT = "\x00CUT\x00"
+def reconstruct_prompts(tokenizer, task, sample, mode: str, max_turns: int | None = None,
+                        style: str = "official") -> dict[str, Any]:
+    """The texts a session sends, assembled from its prompt pieces (`programs.prompts`, which
+    tests/test_prompt_parity.py checks against SCBench's own prompt code), with the gold history:
+    {"context": the committed shared prefix (multi-request) or None, "prompts": one text per
+    answering request}."""
+    from programs.prompts import session_prompts
+    from runtime.chat_template import chat_format
 
-
-def chat_context(tokenizer, text: str) -> tuple[str, str]:
-    """(the chat-wrapped text up to the end of `text` inside the first user message, what follows it
-    when the message ends and the assistant's answer starts): kvpress's own split."""
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text + _CUT}], tokenize=False,
-                                             add_generation_prompt=True)
-    head, _, tail = rendered.partition(_CUT)
-    return head, tail
-
-
-def reconstruct_prompts(tokenizer, task, sample, mode: str, max_turns: int | None = None) -> dict[str, Any]:
-    """The prompts the frontend program sends, rebuilt independently with the task's templates and
-    `tokenizer.apply_chat_template` (gold history in multi-turn): {"context": the committed shared
-    prefix (multi-request) or None, "prompts": one text per answering request}."""
-    from programs.base import answer_text
-
-    turns = sample.turns[:max_turns]
-    shared = task.shared_prefix(sample)
+    chat = chat_format(tokenizer) if getattr(tokenizer, "chat_template", None) else None
+    pieces = session_prompts(task, sample, chat, style, max_turns).pieces(mode)
     if mode == "multi-request":
-        context, _ = chat_context(tokenizer, shared)
-        prompts = [chat_context(tokenizer, shared + task.separator + task.query(t))[0] +
-                   chat_context(tokenizer, "")[1] for t in turns]
-        return {"context": context, "prompts": prompts}
-    if mode == "multi-turn":
-        messages, prompts = [], []
-        for i, turn in enumerate(turns):
-            content = shared + task.separator + task.query(turn, first=True) if i == 0 else task.query(turn)
-            messages.append({"role": "user", "content": content})
-            prompts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-            messages.append({"role": "assistant", "content": answer_text(turn.answer)})
-        return {"context": None, "prompts": prompts}
-    raise ValueError(f"unknown mode {mode!r}")
+        return {"context": pieces[0], "prompts": [pieces[0] + question for question in pieces[1:]]}
+    return {"context": None, "prompts": ["".join(pieces[: i + 1]) for i in range(len(pieces))]}

@@ -157,6 +157,17 @@ def press_spec(name: str, args) -> dict:
             "sink": args.sink}
 
 
+def plain_session(task, sample, spec) -> dict:
+    """A session as kvpress' pipeline takes it: the context and each question as plain text (it
+    wraps them in the chat template itself), exactly the text of the project's multi-request pieces."""
+    from programs.prompts import session_prompts
+
+    text = session_prompts(task, sample, None, spec.prompts, spec.max_turns)
+    return {"id": sample.id, "context": text.context(),
+            "questions": [text.question(i) for i in range(len(text.sample.turns))],
+            "max_new_tokens": task.max_new_tokens}
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     methods = choice_list(args.methods, METHODS, "--methods")
@@ -221,9 +232,7 @@ def main(argv=None) -> None:
     job = {
         "model_path": model_path, "dtype": args.dtype,
         "presses": [press_spec(name, args) for name in dict.fromkeys(map(press_name, methods))],
-        "sessions": [{"id": s.id, "context": task.shared_prefix(s),
-                      "questions": [task.separator + task.query(t) for t in s.turns],
-                      "max_new_tokens": task.max_new_tokens} for s in samples],
+        "sessions": [plain_session(task, s, spec) for s in samples],
     }
     job_path, result_path = args.out / "kvpress_job.json", args.out / "kvpress_result.json"
     write_json(job_path, job)

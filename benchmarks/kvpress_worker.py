@@ -4,8 +4,8 @@
 
 Imports only the standard library, torch, transformers and kvpress (not this project). The job
 holds the model path, dtype, the presses with their settings, and the sessions (context = the task's
-instruction + context, questions = separator + question, as the project's multi-request prompts put
-them). kvpress's pipeline wraps them in the model's chat template, prefills the context once with
+instruction + context, questions = each question, as plain text: the project's multi-request pieces
+without their chat template). kvpress's pipeline wraps them in the model's chat template, prefills the context once with
 the press compressing the KV cache, then answers each question greedily over the compressed cache.
 The result holds, per press and session, the answers, the wall time of the pipeline call (compress
 + all answers; the model is loaded once, before, and warmed up), the texts and token counts it

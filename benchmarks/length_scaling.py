@@ -109,7 +109,9 @@ def main(argv=None) -> None:
     count = token_counter(tokenizer)
     samples = {n: kv_samples(tokenizer, context_tokens=n, turns=args.turns, seed=args.seed)[0] for n in args.lengths}
     task = get_task("kv")
-    spec = BenchSpec(tasks=("kv",), modes=tuple(modes), num_samples=1, num_turns=args.turns, seed=args.seed)
+    # No --max-seq-len cut: each point measures the context length it names.
+    spec = BenchSpec(tasks=("kv",), modes=tuple(modes), num_samples=1, num_turns=args.turns, seed=args.seed,
+                     max_seq_len=None)
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = load_note()
     started = time.monotonic()

@@ -45,25 +45,27 @@ def resolve_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(get_task(task).name for task in tasks)
 
 
-def _validate(modes, history) -> None:
-    from programs.registry import check_history, check_mode
+def _validate(modes, history, prompts) -> None:
+    from programs.registry import check_history, check_mode, check_prompts
 
     for mode in modes:
         check_mode(mode)
     check_history(history)
+    check_prompts(prompts)
 
 
 def bench(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks (e.g. kv,vt), or 'all'.")] = "kv",
     modes: Annotated[str, typer.Option(help="Comma-separated: multi-turn, multi-request.")] = "multi-turn,multi-request",
-    samples: Annotated[int, typer.Option(min=1, help="Sessions per task.")] = 3,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Sessions per task (default: every row of --data, as SCBench's runner; 3 from the offline generators).")] = None,
     context_tokens: Annotated[int, typer.Option(min=64, help="Context size of generated samples, in model tokens.")] = 2000,
     turns: Annotated[int, typer.Option(min=1, help="Turns per generated session.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the offline generators.")] = 0,
     data: Annotated[Optional[str], typer.Option(help="SCBench rows: a JSONL/parquet file, a folder laid out like the hub repo, 'hub', or 'fixtures'. Default: generate offline (bundled fixtures for tasks without a generator).")] = None,
     history: Annotated[str, typer.Option(help="Multi-turn history: gold (SCBench default) or model.")] = "gold",
-    max_turns: Annotated[Optional[int], typer.Option(min=1, help="Ask at most this many turns per session (default: all; SCBench's runner used 5).")] = None,
-    max_seq_len: Annotated[Optional[int], typer.Option(min=256, help="Cut the context in the middle so the first prompt fits (SCBench's --max_seq_length).")] = None,
+    max_turns: Annotated[int, typer.Option(min=0, help="Ask at most this many turns per session, as SCBench's --max_turns (default 5); 0: every turn.")] = 5,
+    max_seq_len: Annotated[int, typer.Option(min=0, help="SCBench's --max_seq_length: cut the first prompt in the middle to fit it, less the answers (default 131072, capped to the model's context length); 0: never cut.")] = 131_072,
+    prompts: Annotated[str, typer.Option(help="official: SCBench's prompts, quirks included; fixed: each quirk corrected (see README).")] = "official",
     chat_template: Annotated[bool, typer.Option(help="Wrap prompts in the model's chat template.")] = True,
     model: Annotated[str, typer.Option(help="HF model id or local path for the managed server.")] = EMBEDDED,
     endpoint: Annotated[Optional[list[str]], typer.Option("--endpoint", help="Use existing SGLang servers (repeatable; or one router URL) instead of starting one; sessions are spread over them.")] = None,
@@ -81,7 +83,7 @@ def bench(
     with one_line_errors():
         _bench(
             tasks=split_list(tasks), modes=split_list(modes), samples=samples, context_tokens=context_tokens,
-            turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len,
+            turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len, prompts=prompts,
             chat_template=chat_template, model=model, endpoints=list(endpoint or ()), device=device,
             max_total_tokens=max_total_tokens, out=out, name=name, methods=split_list(methods),
             method_args=tuple(method_arg or ()), budgets=split_list(budgets), parallel=parallel,
@@ -141,12 +143,12 @@ def check_data(spec) -> None:
 
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
            chat_template, model, endpoints, device, max_total_tokens, out, name, methods, method_args,
-           budgets, parallel, request_timeout=None) -> None:
+           budgets, parallel, request_timeout=None, prompts="official") -> None:
     from runtime.errors import RuntimeFailure, UsageError
     from runtime.server import is_healthy
 
     tasks = resolve_tasks(tasks)
-    _validate(modes, history)
+    _validate(modes, history, prompts)
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'. Valid: cpu, cuda")
     kv_methods = resolve_methods(methods, method_args, bool(endpoints))
@@ -172,8 +174,8 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
 
     spec = BenchSpec(
         tasks=tasks, modes=modes, num_samples=samples, context_tokens=context_tokens, num_turns=turns,
-        seed=seed, data=data, history=history, max_turns=max_turns, chat_template=chat_template,
-        max_seq_len=max_seq_len,
+        seed=seed, data=data, history=history, max_turns=max_turns or None, chat_template=chat_template,
+        max_seq_len=max_seq_len or None, prompts=prompts,
     )
     if not endpoints:  # a bad --model fails before anything is created
         from runtime.model import resolve_model

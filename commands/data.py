@@ -30,28 +30,32 @@ def list_configs() -> None:
 @app.command()
 def generate(
     task: Annotated[str, typer.Argument(help="A task with an offline generator (see `data list`).")],
-    out: Annotated[Path, typer.Option(help="JSONL file to write (SCBench row schema).")],
+    out: Annotated[Path, typer.Option(help="JSONL file to write (the config's row schema on the hub).")],
     samples: Annotated[int, typer.Option(min=1)] = 3,
     context_tokens: Annotated[int, typer.Option(min=64)] = 2000,
     turns: Annotated[int, typer.Option(min=1)] = 4,
     seed: int = 0,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer that measures lengths (HF id or path). Default: the embedded model's.")] = None,
 ) -> None:
-    """Generate a synthetic set to JSONL, sized with the served model's tokenizer."""
+    """Generate a synthetic set to JSONL, sized with the served model's tokenizer, in the config's hub
+    row schema (e.g. scbench_vt rows hold `index`, `input`, `length`; no `id`)."""
     with one_line_errors():
         from bench import rundir
         from data.generators import GENERATORS, token_counter
+        from data.schema import hub_row
         from programs import get_task
         from programs.registry import unknown
         from runtime.backend import load_tokenizer
         from runtime.model import embedded_model_path
 
-        name = get_task(task).name
+        spec = get_task(task)
+        name = spec.name
         if name not in GENERATORS:
             raise unknown("generator", task, list(GENERATORS))
         tok = load_tokenizer(tokenizer or str(embedded_model_path()))
         try:
-            rows = [s.to_row() for s in GENERATORS[name](token_counter(tok), num_samples=samples, context_tokens=context_tokens, num_turns=turns, seed=seed)]
+            generated = GENERATORS[name](token_counter(tok), num_samples=samples, context_tokens=context_tokens, num_turns=turns, seed=seed)
+            rows = [hub_row(s, spec.config, i) for i, s in enumerate(generated)]
         except ValueError as err:
             from runtime.errors import UsageError
 

@@ -1,5 +1,6 @@
 """Loads SCBench rows: from the Hugging Face hub (`microsoft/SCBench`) or from local files in the
-same schema (JSONL / JSON / parquet files, or a folder laid out like the hub repository).
+same schema (JSONL / JSON / parquet files, or a folder laid out like the hub repository: a folder
+per config, or the flat data/ folder of one file per config; each config reads its own files only).
 
 Malformed rows are reported (through `on_skip`) and skipped; the run goes on with the rest.
 """
@@ -38,6 +39,18 @@ def fixture_path(config: str) -> Path:
     return FIXTURES_DIR / f"{config}.jsonl"
 
 
+def config_files(folder: Path, config: str) -> list[Path]:
+    """A config's own data files in a folder laid out like the hub: `<config>/*` (the repository's
+    parquet layout), else `<config>.<ext>` or `<config>-<shard>.<ext>` (its flat data/ folder)."""
+    sub = folder / config
+    if sub.is_dir():
+        return sorted(p for p in sub.iterdir() if p.is_file() and p.suffix in _FILE_BUILDERS)
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix in _FILE_BUILDERS and (p.stem == config or p.stem.startswith(f"{config}-"))
+    )
+
+
 def _load_hf_rows(config: str, source: str | None):
     """Rows as a `datasets.Dataset` (imported lazily: it is heavy)."""
     import datasets
@@ -52,13 +65,16 @@ def _load_hf_rows(config: str, source: str | None):
             ) from err
     path = Path(source).expanduser()
     if path.is_dir():
-        sub = path / config
-        data_dir = config if sub.is_dir() else None
-        files = sorted(p for p in (sub if data_dir else path).iterdir() if p.suffix in _FILE_BUILDERS)
+        files = config_files(path, config)
         if not files:
-            raise UsageError(f"--data {source}: no .jsonl/.json/.parquet files for {config} in that folder")
-        builder = _FILE_BUILDERS[files[0].suffix]
-        return _load_local(source, builder, [str(f) for f in files])
+            raise UsageError(
+                f"--data {source}: no {config} files in that folder (expected {config}/*.parquet|.jsonl|.json "
+                f"as in the hub repository, or {config}.jsonl|.json|.parquet as in its data/ folder)"
+            )
+        builders = {_FILE_BUILDERS[f.suffix] for f in files}
+        if len(builders) > 1:
+            raise UsageError(f"--data {source}: the {config} files mix formats ({', '.join(sorted(f.name for f in files))})")
+        return _load_local(source, builders.pop(), [str(f) for f in files])
     if path.is_file():
         if path.suffix not in _FILE_BUILDERS:
             raise UsageError(f"--data {source}: unsupported file type; accepted: .jsonl, .json, .parquet")

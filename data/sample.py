@@ -33,7 +33,9 @@ class Sample:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, Any]:
-        """The SCBench row layout (what the HF dataset and our JSONL files hold)."""
+        """The project's row layout (run directories' contexts/ files): `id`, `context`,
+        `multi_turns` and the metadata, for every config. `data.schema.hub_row` writes a config's
+        own hub layout (e.g. scbench_vt's `input`, no `id`)."""
         return {
             "id": self.id,
             "context": self.context,
@@ -45,17 +47,21 @@ class Sample:
 def sample_from_row(row: dict[str, Any], fallback_id: Any = None) -> Sample:
     """Validate one SCBench row; raises MalformedRow saying what is wrong.
 
-    A row without `id` (some hub configs have none) takes `fallback_id`, its position in the file.
-    Turn fields that are None are dropped: `datasets` gives every turn every key of any turn.
+    A row without `id` (scbench_prefix_suffix and scbench_vt have none) takes `fallback_id`, its
+    position in the file, as SCBench's runner numbers rows. A row without `context` takes its
+    `input` (scbench_vt's name for the context), as SCBench's runner reads
+    `eg["context"] if "context" in eg else eg["input"]`. Fields that are None are dropped:
+    `datasets` gives every row (and turn) every key of any row (turn).
     """
     if not isinstance(row, dict):
         raise MalformedRow(f"row is {type(row).__name__}, expected an object")
     if row.get("id") is None and fallback_id is not None:
         row = {**row, "id": fallback_id}
-    for key in ("id", "context", "multi_turns"):
+    context_field = "context" if row.get("context") is not None else "input"
+    for key in ("id", context_field, "multi_turns"):
         if key not in row:
-            raise MalformedRow(f"missing field '{key}'")
-    context = row["context"]
+            raise MalformedRow("missing field 'context' (or 'input', as scbench_vt names it)" if key == "input" else f"missing field '{key}'")
+    context = row[context_field]
     if isinstance(context, list):  # Math.Find stores the array itself; the prompt prints it as a list
         context = str(context)
     if not isinstance(context, str) or not context:
@@ -73,5 +79,5 @@ def sample_from_row(row: dict[str, Any], fallback_id: Any = None) -> Sample:
             raise MalformedRow(f"multi_turns[{i}].answer is null")
         extras = {k: v for k, v in turn.items() if k not in ("input", "answer") and v is not None}
         turns.append(Turn(question=turn["input"], answer=turn["answer"], extras=extras))
-    metadata = {k: v for k, v in row.items() if k not in ("id", "context", "multi_turns") and v is not None}
+    metadata = {k: v for k, v in row.items() if k not in ("id", "context", context_field, "multi_turns") and v is not None}
     return Sample(id=str(row["id"]), context=context, turns=tuple(turns), metadata=metadata)

@@ -12,7 +12,8 @@ per request and per layer), with `flashinfer.single_prefill_with_kv_cache`:
   and one causal call for the dense rows;
 - any other plan: per plan head (masks differ per head; a plan head is a KV head or a query head),
   that head's query rows against its KV head's K/V with a boolean custom mask, in chunks of rows
-  built on the device.
+  built on the device (MInference's slash bands from their ranges, Quest's per-row chunks from the
+  block mask, as `SparsePlan.rows_mask` defines them).
 
 FlashInfer facts this relies on (checked in FlashInfer's source, flashinfer-ai/flashinfer):
 - LSE is base 2: kernels store `log2(d) + m` with logits pre-scaled by `sm_scale * log2(e)`
@@ -124,6 +125,8 @@ class PlanMasks:
         self.slash = move(plan.slash_mask())
         self.block = move(plan.block_mask)
         self.visibility = move(plan.visibility)
+        self.bands = plan.bands() if plan.slash_band else None  # ranges on the host, covers on `device`
+        self.col_limit = move(self.bands.col_limit) if self.bands is not None else None
 
     def head(self, h: int, start: int, end: int) -> torch.Tensor:
         """bool [end - start, query_offset + end]: what plan head h's rows [start, end) see."""
@@ -139,14 +142,23 @@ class PlanMasks:
                 comp = comp | (j[None, :] > pos - p.window)
             if p.dense_rows:
                 comp = comp | (rows >= p.q_len - p.dense_rows)[:, None]
-            if self.vertical is not None:
-                comp = comp | self.vertical[h, :e][None, :]
-            if self.slash is not None:
-                offs = (pos - j[None, :]).clamp_(0, p.kv_len - 1)
-                comp = comp | self.slash[h][offs]
+            if self.bands is not None:
+                B = p.slash_band
+                b0 = start // B
+                cover = self.bands.cover(b0, (end - 1) // B + 1, e, device=dev, head=h)
+                comp = comp | cover.index_select(0, rows // B - b0)
+                if self.vertical is not None:
+                    limit = self.col_limit[h].index_select(0, rows // B)
+                    comp = comp | (self.vertical[h, :e][None, :] & (j[None, :] < limit[:, None]))
+            else:
+                if self.vertical is not None:
+                    comp = comp | self.vertical[h, :e][None, :]
+                if self.slash is not None:
+                    offs = (pos - j[None, :]).clamp_(0, p.kv_len - 1)
+                    comp = comp | self.slash[h][offs]
             if self.block is not None:
-                bs = p.block_size
-                comp = comp | self.block[h].index_select(0, rows // bs).index_select(1, j // bs)
+                qb, bs = p.query_block, p.block_size
+                comp = comp | self.block[h].index_select(0, rows // qb).index_select(1, j // bs)
             mask &= comp
         if self.visibility is not None:
             mask &= self.visibility[h, :e][None, :]

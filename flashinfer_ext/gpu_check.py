@@ -4,7 +4,8 @@
 
 For every method (all of `kvmethods.method_names()` plus "minference+snapkv") and length it builds
 seeded random bf16 q/k/v (32 query heads, 8 KV heads, head_dim 128) on CUDA, asks the method for
-its plans (prefill; decode of the last row for "decode" methods; a one-row decode plan restricted
+its plans (prefill; a follow-up extend of the last rows over the rest when the method plans it
+sparsely; decode of the last row for "decode" methods; a one-row decode plan restricted
 by `compress(q[-32:], k)` for "compress" methods; quantization methods attend over
 `quantize_kv(k, v)`), and runs each plan through FlashInfer (`flashinfer_executor.attend`), the
 torch executor on the CPU (the oracle) and dense causal FlashInfer. It prints one row per plan:
@@ -34,6 +35,7 @@ from kvmethods.plan import SparsePlan
 
 SKIP_LINE = "gpu_check: needs CUDA and flashinfer; skipped"
 HQ, HKV, D = 32, 8, 128
+EXTEND_ROWS = 256  # rows of the follow-up extend case
 EXTRA_METHODS = ("minference+snapkv",)
 COLUMNS = [  # (key, width, format); text columns are left-aligned
     ("method", 18, "{}"), ("phase", 8, "{}"), ("tokens", 6, "{}"), ("rows", 6, "{}"), ("density", 7, "{:.3f}"),
@@ -77,13 +79,14 @@ def suffix_plan(plan: SparsePlan, rows: int) -> tuple[int, SparsePlan]:
     """(start, sub): the exact plan of query rows [start, q_len), start <= q_len - rows.
 
     Rows keep their positions (the query offset grows by start), the dense rows stay the last
-    ones, and start is rounded down to a block edge so the block mask's query blocks line up.
+    ones, and start is rounded down to a block edge so the block mask's query blocks and the slash
+    bands' row blocks line up.
     """
     start = max(0, plan.q_len - rows)
-    if plan.block_mask is not None:
-        start -= start % plan.block_size
+    edge = math.lcm(plan.query_block if plan.block_mask is not None else 1, plan.slash_band or 1)
+    start -= start % edge
     n = plan.q_len - start
-    block = None if plan.block_mask is None else plan.block_mask[:, start // plan.block_size :]
+    block = None if plan.block_mask is None else plan.block_mask[:, start // plan.query_block :]
     return start, dataclasses.replace(plan, q_len=n, block_mask=block, dense_rows=min(plan.dense_rows, n))
 
 
@@ -116,11 +119,16 @@ def time_ms(fn, reps: int = 5) -> float:
 
 
 def plan_cases(method, q, k, layer: int, num_layers: int) -> list[tuple[str, torch.Tensor, SparsePlan]]:
-    """(phase, query rows, plan) for each phase the method does real work in."""
+    """(phase, query rows, plan) for each phase the method does real work in; "extend" is a
+    follow-up over the cached rest (the last rows), when the method plans it sparsely (Quest)."""
     phases, kw = method.phases, {"layer": layer, "num_layers": num_layers}
     cases = []
     if "prefill" in phases or "store" in phases or not phases:  # `full` has no phases
         cases.append(("prefill", q, method.prefill_plan(q, k, **kw)))
+    extend = q[-min(EXTEND_ROWS, max(1, q.shape[0] // 4)) :]
+    plan = method.prefill_plan(extend, k, **kw)
+    if not plan.is_full:
+        cases.append(("extend", extend, plan))
     if "decode" in phases:
         cases.append(("decode", q[-1:], method.decode_plan(q[-1:], k, **kw)))
     if "compress" in phases:

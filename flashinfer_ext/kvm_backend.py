@@ -13,11 +13,20 @@ more new tokens than it finds cached (a short cached prefix, such as an instruct
 another session, keeps its own state); later turns and questions extend a long cached context and
 are appended uncompressed. The server runs without chunked prefill, so that prefill is one extend.
 
-Quantization methods (KIVI, FP8) quantize what attention reads from the pool: at an extend the
-cached prefix (already stored), at decode every stored token; the extend's own keys are attended in
-full precision, as the reference implementations do before writing the cache. Groups are aligned
-at position 0 of the sequence and the server's page size equals the group size, so radix sharing
-never splits a group.
+Quantization methods read the pool through `quantize_where`: attention sees dequantized K/V where
+the method says, full precision elsewhere. Which tokens depends on the method's `scope`:
+- "stored" (FP8): every token read back from the pool, at an extend the cached prefix and at decode
+  every stored token; an extend's own tokens are attended in full precision, as the reference
+  implementations do before writing the cache.
+- "context" (KIVI, as SCBench's `KiviCache` runs it): only the tokens of the context's prefill. After
+  that prefill's attention (which reads it in full precision) its slots are marked in the slot
+  state, keys and values apart (`context_split`: the keys but the last T mod residual, the values
+  but the last residual); later reads dequantize the marked ones. Every slot written afterwards, by
+  a decode step (`forward_decode` -> `_store`) or a later extend (the next turn, a question over a
+  committed context), is reset to full precision and stays so: SCBench appends those tokens to its
+  full-precision part and never re-quantizes. Key groups are aligned at position 0 of the sequence
+  and the server's page size equals the group size, so radix sharing never splits a group (a
+  partial last page that a later request recomputes lies in the full-precision tail anyway).
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ class KVMethodBackend(TorchNativeAttnBackend):
         self.state: SlotState | None = None
         self.stats = KeptKVStats(stats_path, self.num_layers, detail=stats_detail)
         self.quantizes = "store" in method.phases
+        # Quantization of the context prefill's tokens only: their slots are marked (KIVI).
+        self.marks_quantized = self.quantizes and method.scope == "context"
         self.compresses = "compress" in method.phases
         # Without a decode phase a method's decode plan is full attention over the visible keys.
         self.batched_decode = "decode" not in method.phases and not self.quantizes
@@ -69,7 +80,10 @@ class KVMethodBackend(TorchNativeAttnBackend):
         if self.state is None:
             k_buffer = self.token_to_kv_pool.get_key_buffer(layer.layer_id)
             heads = self.method.state_heads(layer.tp_q_head_num, layer.tp_k_head_num)
-            self.state = SlotState(self.num_layers, k_buffer.shape[0], heads, device=k_buffer.device)
+            self.state = SlotState(
+                self.num_layers, k_buffer.shape[0], heads, device=k_buffer.device,
+                quantization_marks=self.marks_quantized,
+            )
             self.stats.heads = "query" if heads == layer.tp_q_head_num else "kv"
         return self.state
 
@@ -82,15 +96,29 @@ class KVMethodBackend(TorchNativeAttnBackend):
 
     def _request_kv(self, layer, req_pool_index, seq_len: int, stored: int):
         """Slots, keys and values of a request's first `seq_len` tokens, of which `stored` are read
-        back from the pool (quantized by a quantization method) and the rest were just written."""
+        back from the pool and the rest were just written; a quantization method's K/V as
+        attention reads them."""
         slots = self.req_to_token_pool.req_to_token[req_pool_index, :seq_len].long()
         k = self.token_to_kv_pool.get_key_buffer(layer.layer_id).index_select(0, slots)
         v = self.token_to_kv_pool.get_value_buffer(layer.layer_id).index_select(0, slots)
-        if self.quantizes and stored > 0:
-            k_old, v_old = self.method.quantize_kv(k[:stored], v[:stored])
-            k = torch.cat([k_old, k[stored:]])
-            v = torch.cat([v_old, v[stored:]])
+        if self.quantizes and (self.marks_quantized or stored > 0):
+            keys, values = self._quantized_positions(layer, slots, stored)
+            k, v = self.method.quantize_where(k, v, keys, values)
         return slots, k, v
+
+    def _quantized_positions(self, layer, slots, stored: int):
+        """bool[L] keys, bool[L] values: which of a request's positions attention reads quantized."""
+        if self.marks_quantized:
+            return self._slot_state(layer).quantized_marks(layer.layer_id, slots)
+        read_back = torch.arange(slots.shape[0], device=slots.device) < stored
+        return read_back, read_back
+
+    def _mark_context(self, layer, slots, prefix_len: int) -> None:
+        """The context's prefill is done in this layer: its slots read quantized from now on as the
+        method divides them (the cached prefix keeps its own marks)."""
+        key_end, value_end = self.method.context_split(slots.shape[0])
+        pos = torch.arange(prefix_len, slots.shape[0], device=slots.device)
+        self._slot_state(layer).mark_quantized(layer.layer_id, slots[prefix_len:], pos < key_end, pos < value_end)
 
     def _uses_method(self, layer) -> bool:
         return not (layer.is_cross_attention or layer.attn_type == AttentionType.ENCODER_ONLY)
@@ -124,6 +152,8 @@ class KVMethodBackend(TorchNativeAttnBackend):
                 # instruction, a chat header) keeps its own state; the new slots take the decision.
                 keep = self.method.compress(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
                 state.set_visibility(layer.layer_id, slots[prefix_len:], keep[:, prefix_len:])
+            if self.marks_quantized and is_context_prefill(q_len, seq_len):
+                self._mark_context(layer, slots, prefix_len)
             start += q_len
         return o
 

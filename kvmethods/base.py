@@ -211,9 +211,14 @@ class KVMethod:
 class HeadSelection:
     """Mixin of the methods that select keys per head (see the module docstring's "Heads").
 
+    SCBench repeats K/V to every query head before a KV cache compresses them
+    (minference/modules/kvcompression.py, `BaseKVCache.update`), so each query head selects its
+    own keys; NVIDIA kvpress scores per query head and averages the scores over each KV head's
+    query group before selecting once per KV head.
+
     Fields:
-        heads ("query"): "query", one selection per query head (SCBench); "kv", one per KV head
-            from scores averaged over its query group (kvpress).
+        heads ("query"): "query", one selection per query head (SCBench: Hq x budget kept);
+            "kv", one per KV head from scores averaged over its query group (kvpress: Hkv x budget).
     """
 
     heads: str = "query"
@@ -251,9 +256,12 @@ class SparsePrefillMethod(KVMethod):
     `budget` is the number of keys a row attends to (sink + local window for static patterns).
     As in SCBench, only the context's prefill is sparse (`is_context_prefill`): an extend over a
     cached context (a later turn, every multi-request question) runs dense, as SCBench's HF path
-    does for a query shorter than its cache and vLLM's `forward_prefix` does over cached blocks.
-    `follow_ups="sparse"` plans those extends too. Subclasses implement `_plan` for prefills with
-    at least one row.
+    (minference/modules/forward.py: the prefill kernel only when the query fills the whole cache)
+    and its vLLM path (`forward_prefix` whenever blocks are cached) do. SCBench would also run an
+    extend behind a short cached prefix (a chat header shared with another request) densely; here
+    it stays the context's prefill, and the bench gives every session its own radix namespace so
+    a context's prefill normally has no cached prefix at all. `follow_ups="sparse"` plans the
+    follow-up extends too. Subclasses implement `_plan` for prefills with at least one row.
     """
 
     family: ClassVar[str] = "sparse_prefill"
@@ -282,9 +290,10 @@ class SparsePrefillMethod(KVMethod):
 class DropMethod(HeadSelection, KVMethod):
     """KV dropping: after the context prefill, all but `budget` keys per head become invisible.
 
-    `compress` returns a keep mask [H, kv_len] (H = query heads, or KV heads with heads="kv") with
-    exactly `layer_budget(...)` True entries per head when the context is longer than that, else all
-    True. Subclasses implement `_keep`.
+    `compress` returns a keep mask [H, kv_len] on k's device (H = query heads, or KV heads with
+    heads="kv") with exactly `layer_budget(...)` True entries per head when the context is longer
+    than that, else all True (SCBench leaves a prefill shorter than its capacity uncompressed, and
+    one of exactly that length keeps every key). Subclasses implement `_keep`.
     """
 
     family: ClassVar[str] = "kv_dropping"
@@ -307,7 +316,7 @@ class DropMethod(HeadSelection, KVMethod):
         heads = self.selection_heads(q_window.shape[1], k.shape[1])
         n = self.layer_budget(layer, num_layers, kv_len)
         if kv_len <= n:
-            return torch.ones(heads, kv_len, dtype=torch.bool)
+            return torch.ones(heads, kv_len, dtype=torch.bool, device=k.device)
         return self._keep(q_window, k, n, layer=layer, num_layers=num_layers)
 
     def _keep(self, q_window: torch.Tensor, k: torch.Tensor, n: int, *, layer: int, num_layers: int) -> torch.Tensor:
@@ -316,17 +325,55 @@ class DropMethod(HeadSelection, KVMethod):
 
 @dataclass(frozen=True)
 class QuantMethod(KVMethod):
-    """KV quantization: the stored K/V change (quantize -> dequantize); attention stays dense."""
+    """KV quantization: attention reads quantized (quantize -> dequantize) K/V; it stays dense.
+
+    Which tokens attention reads quantized is the method's `scope`:
+    - "stored": every token read back from the KV pool, whenever it was written (a quantized KV
+      cache, e.g. FP8); the tokens an extend brings are attended in full precision by that extend.
+    - "context": the tokens of the context's prefill (`is_context_prefill`), as
+      `context_split(seq_len)` divides them; every token written later (decoded tokens, a later
+      turn, a question over a shared context) stays in full precision. A runner marks the
+      context's slots when its prefill's attention is done (KIVI as SCBench runs it).
+
+    Hooks: `quantize_where(k, v, keys, values)` quantizes where the bool[kv_len] masks say;
+    `quantize_kv(k, v)` is K/V as attention reads them after a context prefill of exactly these
+    tokens (`context_split` of their length).
+    """
 
     family: ClassVar[str] = "kv_quantization"
     phases: ClassVar[frozenset[str]] = frozenset({"store"})
     stateful: ClassVar[bool] = True
     uses_budget: ClassVar[bool] = False
+    scope: ClassVar[str] = "stored"
+
+    def context_split(self, seq_len: int) -> tuple[int, int]:
+        """(key_end, value_end): a context prefill of `seq_len` tokens leaves keys [0, key_end)
+        and values [0, value_end) quantized. Everything, unless a method keeps a residual."""
+        return seq_len, seq_len
+
+    def quantize_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [kv_len, Hkv, D] -> what attention reads after a context prefill of these tokens."""
+        self._check_kv(k, v)
+        key_end, value_end = self.context_split(k.shape[0])
+        pos = torch.arange(k.shape[0], device=k.device)
+        return self.quantize_where(k, v, pos < key_end, pos < value_end)
+
+    def quantize_where(
+        self, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [kv_len, Hkv, D]; keys, values bool [kv_len]: the positions read quantized.
+        Returns K/V with the same shapes and dtypes, full precision where the masks are False."""
+        raise NotImplementedError
 
     @staticmethod
-    def _check_kv(k: torch.Tensor, v: torch.Tensor) -> None:
+    def _check_kv(k: torch.Tensor, v: torch.Tensor, *masks: torch.Tensor) -> None:
         if k.dim() != 3 or v.dim() != 3 or k.shape[:2] != v.shape[:2]:
             raise ValueError(
                 f"quantize_kv expects k, v [kv_len, num_kv_heads, head_dim] with matching first two dims, "
                 f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        if any(m.shape != (k.shape[0],) or m.dtype != torch.bool for m in masks):
+            raise ValueError(
+                f"quantize_where expects bool masks [{k.shape[0]}], got "
+                + ", ".join(f"{m.dtype} {tuple(m.shape)}" for m in masks)
             )

@@ -1,7 +1,8 @@
 """A sparse-prefill method combined with a KV method ("minference+snapkv", "a_shape+kivi", ...).
 
-The prefill method plans the prefill rows; the KV method does everything else (compression after
-the prefill, decode-time selection, quantization). Capabilities are the union of both.
+The prefill method plans the context's prefill; the KV method does everything else (compression
+after that prefill, selection at follow-up extends and decode, quantization). Capabilities are the
+union of both.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 
-from kvmethods.base import KVMethod
+from kvmethods.base import KVMethod, is_context_prefill
 from kvmethods.plan import SparsePlan
 
 __all__ = ["Composite"]
@@ -86,7 +87,12 @@ class Composite:
     # -- hooks -----------------------------------------------------------------------------------
 
     def prefill_plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1) -> SparsePlan:
-        return self.prefill.prefill_plan(q, k, layer=layer, num_layers=num_layers)
+        """The prefill method plans the context's prefill; an extend it leaves dense (a follow-up
+        over the cached context) goes to the KV method, which may select there (Quest does)."""
+        plan = self.prefill.prefill_plan(q, k, layer=layer, num_layers=num_layers)
+        if plan.is_full and not is_context_prefill(q.shape[0], k.shape[0]):
+            return self.kv.prefill_plan(q, k, layer=layer, num_layers=num_layers)
+        return plan
 
     def decode_plan(self, q: torch.Tensor, k: torch.Tensor, *, layer: int = 0, num_layers: int = 1) -> SparsePlan:
         return self.kv.decode_plan(q, k, layer=layer, num_layers=num_layers)

@@ -17,7 +17,9 @@ E4M3_MAX = 448.0
 class FP8(QuantMethod):
     """FP8 KV cache, "FP8 Formats for Deep Learning" (https://arxiv.org/abs/2209.05433), E4M3 as
     in SGLang's / vLLM's `--kv-cache-dtype fp8_e4m3`: x -> e4m3(x / scale) * scale, saturating at
-    +-448 (torch.float8_e4m3fn has no infinities).
+    +-448 (torch.float8_e4m3fn has no infinities). Scope "stored": like a quantized KV cache, every
+    token read back from the pool is read quantized, whenever it was written (the tokens an extend
+    brings are attended in full precision by that extend).
 
     Fields:
         budget (4096): unused; accepted so budget sweeps can include it.
@@ -34,6 +36,11 @@ class FP8(QuantMethod):
         y = (x.float() / self.scale).clamp_(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
         return (y.float() * self.scale).to(x.dtype)
 
-    def quantize_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check_kv(k, v)
-        return self.quantize(k), self.quantize(v)
+    def quantize_where(
+        self, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_kv(k, v, keys, values)
+        return (
+            torch.where(keys[:, None, None], self.quantize(k), k),
+            torch.where(values[:, None, None], self.quantize(v), v),
+        )

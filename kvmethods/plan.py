@@ -13,8 +13,16 @@ Row `i` of plan head `h` sees key `j` iff
           or j >= p - window + 1               (causal window; FlashInfer window_left = window - 1)
           or j in vertical[h]                  (per-head vertical columns)
           or p - j in slash[h]                 (per-head slash diagonals, as offsets)
-          or block_mask[h, i // bs, j // bs]   (per-head block mask; bs = block_size)
+          or block_mask[h, i // qb, j // bs]   (per-head block mask; qb = query_block_size or bs)
           or i >= q_len - dense_rows )         (the last `dense_rows` rows are dense)
+
+With `slash_band = B > 0` the slash and vertical terms follow MInference's kernel instead
+(`kvmethods.slash_bands`): row i belongs to row block b = i // B; the slash offsets give block b
+a set of key ranges (a band of B keys per diagonal, merged as `convert_vertical_slash_indexes`
+does), and `j in vertical[h]` counts only below the block's last range end:
+
+          or j in bands(h, b)                  (slash bands of the row's block)
+          or (j in vertical[h] and j < col_limit(h, b))
 
 H, the plan's heads, are either the KV heads (one selection per KV head, shared by its query group)
 or the query heads (one selection per query head: SCBench repeats K/V to every query head before
@@ -31,6 +39,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from kvmethods.slash_bands import BandSegments
 
 __all__ = ["SparsePlan"]
 
@@ -51,11 +61,15 @@ class SparsePlan:
         window: a causal window of `window` keys ending at the row's position (0 = none).
         vertical: int64 [H, nv] key indices visible to every row; entries < 0 are padding.
         slash: int64 [H, ns] diagonal offsets o >= 0 (row at p sees key p - o); < 0 is padding.
-        block_mask: bool [H, ceil(q_len / block_size), ceil(kv_len / block_size)]; query blocks are
+        block_mask: bool [H, ceil(q_len / query_block), ceil(kv_len / block_size)]; query blocks are
             counted from this plan's first query row, key blocks from key 0.
-        block_size: block edge of `block_mask`.
+        block_size: key block edge of `block_mask` (and its query block edge by default).
         dense_rows: the last `dense_rows` query rows see every causal key.
         visibility: bool [H, kv_len]; keys marked False are invisible to every row.
+        slash_band: 0, slash offsets are exact diagonals; B > 0, MInference's kernel semantics
+            (bands of B keys per block of B rows, see the module docstring); needs `slash`.
+        query_block_size: query rows per `block_mask` row (0 = block_size); 1 selects key blocks
+            per query row (Quest's chunks of a multi-row extend).
     """
 
     q_len: int
@@ -69,6 +83,8 @@ class SparsePlan:
     block_size: int = 128
     dense_rows: int = 0
     visibility: torch.Tensor | None = None
+    slash_band: int = 0
+    query_block_size: int = 0
 
     def __post_init__(self) -> None:
         H = self.num_heads
@@ -77,7 +93,7 @@ class SparsePlan:
                 f"SparsePlan needs 0 <= q_len <= kv_len and num_heads >= 1, got q_len={self.q_len}, "
                 f"kv_len={self.kv_len}, num_heads={H}"
             )
-        for name in ("sink", "window", "dense_rows"):
+        for name in ("sink", "window", "dense_rows", "slash_band", "query_block_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SparsePlan.{name} must be >= 0, got {getattr(self, name)}")
         if self.block_size < 1:
@@ -91,9 +107,10 @@ class SparsePlan:
             t = getattr(self, name)
             if t is not None and (t.dim() != 2 or t.shape[0] != H):
                 raise ValueError(f"SparsePlan.{name} must be [num_heads={H}, n], got {tuple(t.shape)}")
+        if self.slash_band and self.slash is None:
+            raise ValueError("SparsePlan.slash_band needs slash offsets")
         if self.block_mask is not None:
-            bs = self.block_size
-            want = (H, math.ceil(self.q_len / bs), math.ceil(self.kv_len / bs))
+            want = (H, math.ceil(self.q_len / self.query_block), math.ceil(self.kv_len / self.block_size))
             if tuple(self.block_mask.shape) != want:
                 raise ValueError(f"SparsePlan.block_mask must be {want}, got {tuple(self.block_mask.shape)}")
         if self.visibility is not None and tuple(self.visibility.shape) != (H, self.kv_len):
@@ -153,6 +170,19 @@ class SparsePlan:
         return self.kv_len - self.q_len
 
     @property
+    def query_block(self) -> int:
+        """Query rows per `block_mask` row."""
+        return self.query_block_size or self.block_size
+
+    def bands(self) -> BandSegments:
+        """The slash bands of every (head, row block) when `slash_band` > 0 (computed once)."""
+        cached = self.__dict__.get("_bands")
+        if cached is None:
+            cached = BandSegments.build(self.slash, q_len=self.q_len, kv_len=self.kv_len, band=self.slash_band)
+            object.__setattr__(self, "_bands", cached)
+        return cached
+
+    @property
     def covers_causal(self) -> bool:
         """Every row sees its whole causal range (before visibility)."""
         return self.dense_rows >= self.q_len or self.sink + self.window >= self.kv_len
@@ -199,15 +229,23 @@ class SparsePlan:
             comp = comp | (rows >= self.q_len - self.dense_rows)[:, None] if self.dense_rows else comp
             comp = comp.expand(H, end - start, kv).clone()
             vmask = self.vertical_mask()
-            if vmask is not None:
-                comp |= vmask[:, None, :]
-            smask = self.slash_mask()
-            if smask is not None:
-                offs = (pos - j).clamp(0, kv - 1).expand(H, -1, -1)
-                comp |= torch.gather(smask, 1, offs.reshape(H, -1)).view(H, end - start, kv)
+            if self.slash_band:
+                B = self.slash_band
+                b0 = start // B
+                blocks = max((end - 1) // B + 1, b0)  # no block for an empty row range
+                comp |= self.bands().cover(b0, blocks, kv)[:, rows // B - b0]
+                if vmask is not None:
+                    limit = self.bands().col_limit[:, rows // B]  # [H, c]
+                    comp |= vmask[:, None, :] & (j[None] < limit[:, :, None])
+            else:
+                if vmask is not None:
+                    comp |= vmask[:, None, :]
+                smask = self.slash_mask()
+                if smask is not None:
+                    offs = (pos - j).clamp(0, kv - 1).expand(H, -1, -1)
+                    comp |= torch.gather(smask, 1, offs.reshape(H, -1)).view(H, end - start, kv)
             if self.block_mask is not None:
-                bs = self.block_size
-                comp |= self.block_mask[:, rows // bs][:, :, torch.arange(kv) // bs]
+                comp |= self.block_mask[:, rows // self.query_block][:, :, torch.arange(kv) // self.block_size]
             mask = causal & comp
         if self.visibility is not None:
             mask &= self.visibility[:, None, :]

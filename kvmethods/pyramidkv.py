@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from kvmethods.registry import register
@@ -10,29 +9,32 @@ from kvmethods.snapkv import SnapKV
 
 
 def pyramid_budgets(budget: int, window: int, num_layers: int, kv_len: int, beta: int) -> list[int]:
-    """Keys kept per head in each layer: linear from the first to the last layer, average `budget`.
+    """Keys kept per head in each layer for a context of kv_len keys, window included, as SCBench's
+    PyramidKVCluster.update_kv decides (minference/modules/pyramidkv.py, the same as
+    KVCache-Factory's per-query-head path):
 
-    The selectable part (budget - window) goes from max_n in layer 0 down to min_n in the last
-    layer, with min_n = (budget - window) / beta and max_n = 2 (budget - window) - min_n; when max_n
-    exceeds the selectable context it is capped there and min_n raised to keep the average. Integer
-    rounding keeps the sum exact (largest remainders), so the mean over layers is `budget`.
+    - kv_len < budget: nothing dropped (kv_len per layer);
+    - budget <= kv_len < 2 (budget - window): uniform SnapKV, `budget` in every layer;
+    - else, in integers: min_num = (budget - window) // beta, max_num = 2 (budget - window) - min_num;
+      if max_num >= kv_len - window, max_num = kv_len - window and min_num = 2 (budget - window) -
+      max_num; steps = (max_num - min_num) // (num_layers - 1); layer l keeps max_num - l * steps
+      keys before the window, plus the window. The floor steps make the mean over the layers at
+      least `budget` (not exactly it).
+
+    With one layer (SCBench divides by zero there) the layer keeps `budget`.
     """
-    base, avail = budget - window, kv_len - window
-    if num_layers <= 1 or base >= avail:
-        return [min(budget, kv_len)] * max(num_layers, 1)
-    min_n = base / beta
-    max_n = 2 * base - min_n
-    if max_n > avail:
-        max_n = avail
-        min_n = 2 * base - max_n
-    step = (max_n - min_n) / (num_layers - 1)
-    exact = [max_n - layer * step for layer in range(num_layers)]
-    ints = [math.floor(x) for x in exact]
-    short = base * num_layers - sum(ints)
-    order = sorted(range(num_layers), key=lambda i: (-(exact[i] - ints[i]), i))
-    for i in order[:short]:
-        ints[i] += 1
-    return [n + window for n in ints]
+    num_layers = max(num_layers, 1)
+    if kv_len < budget:
+        return [kv_len] * num_layers
+    if kv_len < 2 * (budget - window) or num_layers <= 1:
+        return [budget] * num_layers
+    min_num = (budget - window) // beta
+    max_num = 2 * (budget - window) - min_num
+    if max_num >= kv_len - window:
+        max_num = kv_len - window
+        min_num = 2 * (budget - window) - max_num
+    steps = (max_num - min_num) // (num_layers - 1)
+    return [max_num - layer * steps + window for layer in range(num_layers)]
 
 
 @register("pyramidkv")
@@ -41,17 +43,25 @@ class PyramidKV(SnapKV):
     """PyramidKV, "PyramidKV: Dynamic KV Cache Compression based on Pyramidal Information
     Funneling" (https://arxiv.org/abs/2406.02069).
 
-    SnapKV's scoring and selection, but layer l keeps `pyramid_budgets(...)[l]` keys per head:
-    more in lower layers, fewer in higher ones, averaging `budget` over the layers.
+    SnapKV's scoring and selection (including the `heads` setting), but layer l keeps
+    `pyramid_budgets(...)[l]` keys per head: more in lower layers, fewer in higher ones, in SCBench's
+    integer steps, with uniform SnapKV when budget <= kv_len < 2 (budget - window).
+
+    SCBench's settings: those of SnapKV (window_size 32, max_capacity_prompt 4,096, kernel_size 5,
+    avgpool) and beta 20 (PyramidKVCache does not pass beta on, so the cluster's default holds
+    whatever `--hyper_param` says). kvpress' PyramidKVPress derives its layer budgets from a
+    compression ratio in floating point (rounded, no uniform band, its own fallback condition); with
+    heads="kv" this method keeps SCBench's budgets and takes kvpress' per-KV-head scoring.
 
     Fields:
-        budget (4096): average keys kept per head over the layers, window included.
+        budget (4096): keys kept per head, window included, before the pyramid (SCBench's
+            max_capacity_prompt).
         heads ("query"): select per query head (SCBench: K/V repeated to every query head, Hq x
             budget kept) or "kv", once per KV head from group-averaged scores (kvpress).
         window (32): observation window.
         kernel_size (5): pooling kernel, odd.
         pooling ("avgpool"): "avgpool" or "maxpool".
-        beta (20): pyramid steepness; the last layer keeps (budget - window) / beta + window.
+        beta (20): pyramid steepness; the last layer keeps about (budget - window) / beta + window.
     """
 
     beta: int = 20

@@ -6,9 +6,9 @@ partial results merge with `merge_state`.
 
 Speed comes from gathering only what a chunk of query rows can see: rows are processed in chunks,
 and for each chunk the union of the keys its rows may see (sinks, the window range, verticals, the
-key ranges swept by the slash diagonals, the selected blocks, intersected with the visibility mask)
-is gathered once; an exact per-row mask then removes what an individual row may not see. A
-full-causal plan takes a dense path that reads each chunk's causal prefix in place.
+key ranges swept by the slash diagonals or covered by their bands, the selected blocks, intersected
+with the visibility mask) is gathered once; an exact per-row mask then removes what an individual
+row may not see. A full-causal plan takes a dense path that reads each chunk's causal prefix in place.
 """
 
 from __future__ import annotations
@@ -150,8 +150,10 @@ def _dense_chunk(hq: int, kv_len: int) -> int:
 def _sparse_chunk(plan: SparsePlan, hq: int) -> int:
     if plan.q_len == 1:
         return 1
+    if plan.slash_band:  # whole row blocks: one band cover per block
+        return plan.slash_band * max(1, 128 // plan.slash_band)
     if plan.block_mask is not None:
-        return plan.block_size * max(1, 128 // plan.block_size)
+        return plan.query_block * max(1, 128 // plan.query_block)
     if plan.is_static and plan.window:
         return max(32, min(256, 1 << max(0, (plan.window // 8).bit_length() - 1)))
     return 128
@@ -211,7 +213,8 @@ def _sparse(qh, kh, vh, plan: SparsePlan, vis, scale: float, out, lse, step: int
         r1 = min(n, r0 + step)
         c, e = r1 - r0, off + r1
         every = plan.covers_causal or r0 >= dense_from  # every row of the chunk sees its causal range
-        idx, valid = _candidates(plan, vis, vmask, r0, r1, every or r1 > dense_from)
+        bands = _band_rows(plan, r0, r1) if plan.slash_band and not every else None
+        idx, valid = _candidates(plan, vis, vmask, r0, r1, every or r1 > dense_from, bands)
         length = idx.shape[1]
         if length == 0:
             continue  # out stays 0, lse -inf
@@ -224,7 +227,7 @@ def _sparse(qh, kh, vh, plan: SparsePlan, vis, scale: float, out, lse, step: int
             kg = kh.gather(1, idx[..., None].expand(-1, -1, d))
             vg = vh.gather(1, idx[..., None].expand(-1, -1, vh.shape[-1]))
         rows = torch.arange(r0, r1)
-        keep = _row_mask(plan, rows, idx, valid, vmask, every, dense_from).float()  # [Hc, c, L]
+        keep = _row_mask(plan, rows, idx, valid, vmask, every, dense_from, bands).float()  # [Hc, c, L]
         qc = qh[:, :, r0:r1].reshape(h, g * c, d) * scale
         s = torch.bmm(qc, kg.transpose(1, 2))
         s.view(h, g, c, length).add_(((keep - 1.0) * -_MASKED)[:, None])
@@ -233,7 +236,16 @@ def _sparse(qh, kh, vh, plan: SparsePlan, vis, scale: float, out, lse, step: int
         lse[:, :, r0:r1] = l2.view(h, g, c)
 
 
-def _candidates(plan: SparsePlan, vis, vmask, r0: int, r1: int, whole: bool):
+def _band_rows(plan: SparsePlan, r0: int, r1: int):
+    """(cover bool [H, c, off + r1], col_limit [H, c, 1]) of rows [r0, r1) under slash bands."""
+    B, e = plan.slash_band, plan.query_offset + r1
+    rows = torch.arange(r0, r1)
+    bands = plan.bands()
+    cover = bands.cover(r0 // B, (r1 - 1) // B + 1, e)[:, rows // B - r0 // B]
+    return cover, bands.col_limit[:, rows // B, None]
+
+
+def _candidates(plan: SparsePlan, vis, vmask, r0: int, r1: int, whole: bool, bands=None):
     """Keys some row in [r0, r1) may see: idx [Hc, L] (Hc = 1 when shared by all heads), valid."""
     off, H = plan.query_offset, plan.num_heads
     p0, e = off + r0, off + r1
@@ -258,11 +270,13 @@ def _candidates(plan: SparsePlan, vis, vmask, r0: int, r1: int, whole: bool):
     if not whole:
         if vmask is not None:
             cand |= vmask[:, :e]
-        if plan.slash is not None:
+        if bands is not None:
+            cand |= bands[0].any(dim=1)
+        elif plan.slash is not None:
             cand |= _slash_cover(plan.slash, p0, e - 1, e)
         if plan.block_mask is not None:
-            bs = plan.block_size
-            blocks = plan.block_mask[:, r0 // bs : (r1 - 1) // bs + 1].any(dim=1)
+            bs, qb = plan.block_size, plan.query_block
+            blocks = plan.block_mask[:, r0 // qb : (r1 - 1) // qb + 1].any(dim=1)
             cand |= blocks.repeat_interleave(bs, dim=1)[:, :e]
     if vis is not None:
         cand &= vis[:, :e]
@@ -318,8 +332,11 @@ def _slash_rows(slash: torch.Tensor, pos: torch.Tensor, idx: torch.Tensor, valid
     return out[..., :length]
 
 
-def _row_mask(plan: SparsePlan, rows, idx, valid, vmask, every: bool, dense_from: int) -> torch.Tensor:
+def _row_mask(plan: SparsePlan, rows, idx, valid, vmask, every: bool, dense_from: int, bands=None) -> torch.Tensor:
     """bool [Hc, c, L]: exactly which gathered keys each row of the chunk sees."""
+    if not every and idx.shape[0] == 1 and not plan.is_static:  # keys shared, but per-head components
+        idx = idx.expand(plan.num_heads, -1)
+        valid = None if valid is None else valid.expand(plan.num_heads, -1)
     pos = (plan.query_offset + rows)[None, :, None]  # [1, c, 1]
     j = idx[:, None, :]  # [Hc, 1, L]
     allowed = j <= pos
@@ -329,14 +346,20 @@ def _row_mask(plan: SparsePlan, rows, idx, valid, vmask, every: bool, dense_from
             comp = comp | (j > pos - plan.window)
         if plan.dense_rows:
             comp = comp | (rows >= dense_from)[None, :, None]
-        hc, c, L = idx.shape[0], rows.numel(), idx.shape[1]
-        if vmask is not None:
-            comp = comp | vmask.gather(1, idx)[:, None, :]
-        if plan.slash is not None:
-            comp = comp | _slash_rows(plan.slash, pos.view(-1), idx, valid, plan.kv_len)
+        c = rows.numel()
+        if bands is not None:
+            cover, limit = bands
+            comp = comp | cover.gather(2, idx[:, None, :].expand(-1, c, -1))
+            if vmask is not None:
+                comp = comp | (vmask.gather(1, idx)[:, None, :] & (j < limit))
+        else:
+            if vmask is not None:
+                comp = comp | vmask.gather(1, idx)[:, None, :]
+            if plan.slash is not None:
+                comp = comp | _slash_rows(plan.slash, pos.view(-1), idx, valid, plan.kv_len)
         if plan.block_mask is not None:
             bs = plan.block_size
-            per_row = plan.block_mask[:, rows // bs]  # [H, c, nkb]
+            per_row = plan.block_mask[:, rows // plan.query_block]  # [H, c, nkb]
             comp = comp | per_row.gather(2, (idx // bs)[:, None, :].expand(-1, c, -1))
         allowed = allowed & comp
     if valid is not None:

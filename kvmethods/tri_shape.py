@@ -19,7 +19,9 @@ class TriShape(AShape):
     Methods" (https://arxiv.org/abs/2412.10319): A-shape for the prompt, the last `last_q` rows dense.
 
     The dense rows are the last rows of each prefill call (the whole prompt when it is prefilled in
-    one extend; a short follow-up question is entirely dense). Decoding is dense.
+    one extend; a short follow-up question is entirely dense). SCBench's `tri_shape_kernel` caps
+    them at q_len - 1, which attends the same keys (a fresh prefill's first row sees only key 0).
+    Decoding is dense.
 
     Fields:
         budget (4096): keys per row outside the dense rows, sink + local window.

@@ -1,9 +1,15 @@
 """SCBench tasks as SGLang frontend programs.
 
     from programs import get_program, get_task
+    from runtime.backend import connect
+    conn = connect(url)                               # the server's model, with its chat template
     program = get_program("kv", "multi-turn")        # an @sgl.function, bound to the task
-    state = program.run(sample=sample, backend=sgl.RuntimeEndpoint(url))
+    state = program.run(sample=sample, backend=conn.backend, chat=conn.chat)
     state.ret_value                                   # one dict per turn: prediction, tokens, latency
+
+`chat=True` renders the prompts with the chat template `connect` found; pass
+`chat=runtime.chat_template.ChatFormat(tokenizer)` for another backend, or `chat=False` for plain
+text. `prompts="fixed"` corrects SCBench's prompt quirks (`programs.prompts`).
 """
 
 from programs.registry import TASKS, get_program, get_task, register_task, task_names

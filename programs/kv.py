@@ -11,7 +11,7 @@ KV = register_task(
         name="kv",
         config="scbench_kv",
         category="String Retrieval",
-        instruction="Extract the value corresponding to the specified key in the JSON object below.\n\n{context}",
+        context_template="Extract the value corresponding to the specified key in the JSON object below.\n\n{context}",
         max_new_tokens=150,
     )
 )

@@ -5,5 +5,5 @@ from programs.base import TaskSpec
 from programs.registry import register_task
 
 MANY_SHOT = register_task(
-    TaskSpec(name="many_shot", config="scbench_many_shot", category="Global Information", instruction="{context}", max_new_tokens=10)
+    TaskSpec(name="many_shot", config="scbench_many_shot", category="Global Information", context_template="{context}", max_new_tokens=10)
 )

@@ -2,14 +2,21 @@
 output equals the gold integer.
 
 SCBench asks "What is <statistic>?" before the array, the statistic taken from the turn's input by
-the pattern `The .+ is`. Here the shared prefix asks the first turn's statistic (so it is the same
-text in both modes); every later question, and every multi-request question, asks its own again.
+the pattern `The .+ is`, and again before every later question. Two quirks of its runner, kept by
+the `official` prompt style and corrected by `fixed`: the chat follow-ups of multi-turn sessions all
+ask the *last* turn's statistic (a list comprehension reads the loop variable left over), and the
+multi-request context starts with turn 1's whole input instead of "What is <statistic>?".
 """
 
+from __future__ import annotations
+
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from data.sample import Sample, Turn
 from programs.base import TaskSpec
+from programs.prompts import MULTI_REQUEST, OFFICIAL, turn_fields
 from programs.registry import register_task
 
 _TARGET = re.compile(r"The .+ is")
@@ -23,16 +30,33 @@ def statistic(turn: Turn) -> str:
     return found[0].lower()[: -len(" is")]
 
 
+def ask(turn: Turn) -> str:
+    return f"What is {statistic(turn)}?"
+
+
+@dataclass(frozen=True)
+class MathFindSpec(TaskSpec):
+    """Math.Find's `{prefix}` field, as SCBench's runner fills it."""
+
+    def context_fields(self, sample: Sample, mode: str, style: str) -> dict[str, Any]:
+        first = sample.turns[0]
+        if mode == MULTI_REQUEST and style == OFFICIAL:
+            return {"prefix": first.question}
+        return {"prefix": ask(first)}
+
+    def question_fields(self, sample: Sample, index: int, *, chat_follow_up: bool, style: str) -> dict[str, Any]:
+        asked = sample.turns[-1] if chat_follow_up and style == OFFICIAL else sample.turns[index]
+        return {**turn_fields(sample.turns[index]), "prefix": ask(asked)}
+
+
 MF = register_task(
-    TaskSpec(
+    MathFindSpec(
         name="mf",
         config="scbench_mf",
         category="Global Information",
-        instruction="What is {target}?\n\n{context}",
-        prefix_fields=lambda sample: {"target": statistic(sample.turns[0])},
-        query_template="What is {target}?\n\n{input}",
-        first_query_template="{input}",
-        query_fields=lambda turn: {"target": statistic(turn)},
+        context_template="{prefix}\n\n{context}",
+        question_template="{prefix}\n\n{input}",
+        first_question_template="{input}",
         max_new_tokens=5,
     )
 )

@@ -5,5 +5,5 @@ from programs.base import TaskSpec
 from programs.registry import register_task
 
 PREFIX_SUFFIX = register_task(
-    TaskSpec(name="prefix_suffix", config="scbench_prefix_suffix", category="String Retrieval", instruction="{context}", max_new_tokens=150)
+    TaskSpec(name="prefix_suffix", config="scbench_prefix_suffix", category="String Retrieval", context_template="{context}", max_new_tokens=150)
 )

@@ -9,8 +9,8 @@ QA_CHN = register_task(
         name="qa_chn",
         config="scbench_qa_chn",
         category="Semantic Retrieval",
-        instruction="阅读以下书籍然后回答问题。\n\n{context}",
-        query_template="问题：{input}\n答案：",
+        context_template="阅读以下书籍然后回答问题。\n\n{context}",
+        question_template="问题：{question}\n答案：",
         max_new_tokens=40,
     )
 )

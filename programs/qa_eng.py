@@ -9,8 +9,8 @@ QA_ENG = register_task(
         name="qa_eng",
         config="scbench_qa_eng",
         category="Semantic Retrieval",
-        instruction="Read the book and answer the question. Be very concise in your answer.\n\n{context}",
-        query_template="Question: {input}\nAnswer:",
+        context_template="Read the book and answer the question. Be very concise in your answer.\n\n{context}",
+        question_template="Question: {question}\nAnswer:",
         max_new_tokens=40,
     )
 )

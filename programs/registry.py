@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from programs.base import HISTORIES, MODES, PROGRAMS, TaskSpec
+from programs.base import HISTORIES, MODES, PROGRAMS, PROMPT_STYLES, TaskSpec
 from runtime.errors import UsageError
 
 TASKS: dict[str, TaskSpec] = {}
@@ -63,6 +63,12 @@ def check_history(history: str) -> str:
     if history not in HISTORIES:
         raise unknown("history", history, HISTORIES)
     return history
+
+
+def check_prompts(style: str) -> str:
+    if style not in PROMPT_STYLES:
+        raise unknown("prompt style", style, PROMPT_STYLES)
+    return style
 
 
 def get_program(task: str, mode: str):

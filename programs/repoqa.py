@@ -10,7 +10,7 @@ REPOQA = register_task(
         name="repoqa",
         config="scbench_repoqa",
         category="Semantic Retrieval",
-        instruction=(
+        context_template=(
             "Based on the function description and code context, please retrieve and repeat the exact "
             "described function from the code context in a code block wrapped by ```:\n\n{context}"
         ),

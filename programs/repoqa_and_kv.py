@@ -9,7 +9,7 @@ REPOQA_AND_KV = register_task(
         name="repoqa_and_kv",
         config="scbench_repoqa_and_kv",
         category="Multi-task",
-        instruction="{context}",
+        context_template="{context}",
         max_new_tokens={"scbench_repoqa": 1024, "scbench_kv": 80},
     )
 )

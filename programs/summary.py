@@ -1,8 +1,19 @@
-"""En.Sum (`scbench_summary`): summarise one of several concatenated papers. Metric: ROUGE-Lsum F."""
+"""En.Sum (`scbench_summary`): summarise one of several concatenated papers. Metric: ROUGE-Lsum F.
+
+SCBench starts the assistant's reply of every chat follow-up (multi-turn, turns 2 on) with "This
+paper"; the `fixed` prompt style does not.
+"""
 
 from programs.base import TaskSpec
 from programs.registry import register_task
 
 SUMMARY = register_task(
-    TaskSpec(name="summary", config="scbench_summary", category="Global Information", instruction="{context}", max_new_tokens=200)
+    TaskSpec(
+        name="summary",
+        config="scbench_summary",
+        category="Global Information",
+        context_template="{context}",
+        max_new_tokens=200,
+        chat_answer_lead="This paper",
+    )
 )

@@ -10,7 +10,7 @@ SUMMARY_WITH_NEEDLES = register_task(
         name="summary_with_needles",
         config="scbench_summary_with_needles",
         category="Multi-task",
-        instruction="{context}",
+        context_template="{context}",
         max_new_tokens={"scbench_summary": 800, "scbench_passkey": 15},
     )
 )

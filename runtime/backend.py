@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from runtime.chat_template import ChatFormat
 from runtime.errors import RuntimeFailure, UsageError
 from runtime.server import is_healthy
 
@@ -20,6 +21,10 @@ class Connection:
     tokenizer: object  # transformers tokenizer of the served model
     model_path: str
     chat: bool  # whether a chat template is in use
+    # The model's chat template as the prompts render it (None: plain text); see programs.prompts.
+    chat_format: ChatFormat | None = field(default=None, repr=False)
+    context_length: int | None = None  # the served model's context window, as the server reports it
+    page_size: int = 1  # tokens per KV page: the radix cache reuses prefixes in whole pages
 
 
 def model_info(url: str) -> dict:
@@ -28,6 +33,27 @@ def model_info(url: str) -> dict:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise RuntimeFailure(f"cannot reach SGLang server at {url}: {err}") from err
+
+
+def served_context_length(url: str) -> int | None:
+    """The model's context window from the server's OpenAI model list (None when it does not say)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/v1/models", timeout=10) as response:
+            cards = json.loads(response.read()).get("data") or []
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    length = cards[0].get("max_model_len") if cards and isinstance(cards[0], dict) else None
+    return length if isinstance(length, int) and length > 0 else None
+
+
+def served_page_size(url: str) -> int:
+    """The server's KV page size (`--page-size`; 1 when it does not say)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/get_server_info", timeout=10) as response:
+            size = json.loads(response.read()).get("page_size")
+    except (urllib.error.URLError, OSError, ValueError):
+        return 1
+    return size if isinstance(size, int) and size > 0 else 1
 
 
 def load_tokenizer(model_path: str):
@@ -40,7 +66,8 @@ def load_tokenizer(model_path: str):
 
 
 def connect(url: str, *, chat_template: bool = True, tokenizer_path: str | None = None) -> Connection:
-    """A `RuntimeEndpoint` on `url` with the model's own chat template (derived from its tokenizer).
+    """A `RuntimeEndpoint` on `url` with the model's own chat template (from its tokenizer), and the
+    model's context length.
 
     `tokenizer_path` overrides where the tokenizer comes from (for a remote server whose model path
     does not exist here).
@@ -56,11 +83,18 @@ def connect(url: str, *, chat_template: bool = True, tokenizer_path: str | None 
     import sglang as sgl
     from sglang.lang.chat_template import register_chat_template
 
-    from runtime.chat_template import derive_chat_template
+    from runtime.chat_template import chat_format, derive_chat_template
 
-    backend = sgl.RuntimeEndpoint(url)
+    from runtime.isolation import NamespacedEndpoint
+
+    backend = NamespacedEndpoint(url)  # `for_session(key)` gives each session its own radix namespace
     template = derive_chat_template(tokenizer, name=f"scbench:{model_path}") if chat_template else None
+    rendering = chat_format(tokenizer) if template is not None else None
     if template is not None:
         register_chat_template(template)
-        backend.chat_template = template
-    return Connection(url=url, backend=backend, tokenizer=tokenizer, model_path=model_path, chat=template is not None)
+        backend.chat_template = template  # the frontend's stop strings
+    # The programs' `chat=True` renders prompts with the backend's chat format.
+    backend.chat_format = rendering
+    return Connection(url=url, backend=backend, tokenizer=tokenizer, model_path=model_path, chat=rendering is not None,
+                      chat_format=rendering, context_length=served_context_length(url),
+                      page_size=served_page_size(url))

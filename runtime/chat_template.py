@@ -1,15 +1,45 @@
-"""The frontend's chat template, derived from the model's own HF chat template.
+"""The model's own chat template, for the prompts and for the frontend.
 
-SGLang's frontend guesses a template from the model path and falls back to a generic
-"USER:/ASSISTANT:" one, which is wrong for most local checkpoints. Rendering the tokenizer's Jinja
-template with sentinel messages gives each role's exact prefix and suffix (and the default system
-prompt templates like SmolLM2's insert), so the programs' `sgl.user(...)` text is the same text
-`apply_chat_template` would produce.
+`ChatFormat` renders message lists with the tokenizer's `apply_chat_template`, exactly as SCBench's
+runner does: the programs build every prompt piece from such renderings (default system block,
+`| trim`, BOS and all), so the text sent is the text `apply_chat_template` produces.
+
+`derive_chat_template` gives SGLang's frontend an equivalent `ChatTemplate` (role prefixes and
+suffixes found by rendering sentinel messages). The programs no longer write roles with it; the
+frontend still takes its stop strings from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 _S, _U, _A = "\x01SYS\x01", "\x01USR\x01", "\x01AST\x01"
+
+
+@dataclass(frozen=True, eq=False)
+class ChatFormat:
+    """A tokenizer's chat template, rendered to text (`tokenizer.chat_template` must be set)."""
+
+    tokenizer: Any
+
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+
+    @property
+    def repeated_bos(self) -> str | None:
+        """The BOS text the template writes, when the tokenizer also adds BOS on encode (else None):
+        such a prompt starts with two BOS tokens once the server tokenizes it."""
+        bos, bos_id = getattr(self.tokenizer, "bos_token", None), getattr(self.tokenizer, "bos_token_id", None)
+        if not bos or bos_id is None:
+            return None
+        added = self.tokenizer("x")["input_ids"]
+        return bos if added and added[0] == bos_id else None
+
+
+def chat_format(tokenizer) -> ChatFormat | None:
+    """The tokenizer's chat format, or None when it has no chat template (plain-text prompts)."""
+    return ChatFormat(tokenizer) if getattr(tokenizer, "chat_template", None) else None
 
 
 def _render(tokenizer, messages, add_generation_prompt=False) -> str:

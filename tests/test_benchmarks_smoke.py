@@ -124,29 +124,27 @@ def test_kvpress_helpers(tmp_path):
     assert info is None and "--setup" in reason and "\n" not in reason
 
 
-def test_reconstructed_prompts_follow_the_chat_template(tmp_path):
+@pytest.mark.parametrize("mode", ["multi-turn", "multi-request"])
+def test_reconstructed_prompts_are_scbench_prompts(tmp_path, mode):
+    """The texts the benchmarks replay are SCBench's own prompts (the vendored reference's pieces,
+    gold history), rendered with the model's chat template."""
     from benchmarks.common import reconstruct_prompts
     from data.sample import Sample, Turn
     from programs import get_task
-    from runtime.chat_template import derive_chat_template
+    from tests.reference import scbench_prompts as ref
     from tests.tiny_model import build_tokenizer
 
     tokenizer = build_tokenizer(tmp_path)
-    template = derive_chat_template(tokenizer, name="t")
-    (sp, ss), (up, us), (ap, as_) = (template.role_prefix_and_suffix[r] for r in ("system", "user", "assistant"))
-    head = sp + template.default_system_prompt + ss + up
     task = get_task("kv")
-    sample = Sample(id="s", context='JSON data:\n{"a": "b"}', turns=(Turn("Key: \"a\"", "b"), Turn("Key: \"c\"", "d")))
-    shared = task.shared_prefix(sample)
-
-    mr = reconstruct_prompts(tokenizer, task, sample, "multi-request")
-    assert mr["context"] == head + shared
-    assert mr["prompts"] == [head + shared + task.separator + task.query(t) + us + ap for t in sample.turns]
-
-    mt = reconstruct_prompts(tokenizer, task, sample, "multi-turn")
-    first = head + shared + task.separator + task.query(sample.turns[0], first=True) + us + ap
-    assert mt["context"] is None
-    assert mt["prompts"] == [first, first + "b" + as_ + up + task.query(sample.turns[1]) + us + ap]
+    sample = Sample(id="s", context='JSON data:\n{"a": "b"}', turns=(Turn('Key: "a"', "b"), Turn('Key: "c"', "d")))
+    row = {"context": sample.context, "multi_turns": [{"input": t.question, "answer": t.answer} for t in sample.turns]}
+    got = reconstruct_prompts(tokenizer, task, sample, mode)
+    if mode == "multi-request":
+        pieces = ref.create_scdq_prompt(row, "scbench_kv", tokenizer, True)["prompts"]
+        assert got == {"context": pieces[0], "prompts": [pieces[0] + q for q in pieces[1:]]}
+    else:
+        pieces = ref.create_multiturn_prompt(row, "scbench_kv", tokenizer, True)["prompts"]
+        assert got == {"context": None, "prompts": [pieces[0], pieces[0] + pieces[1]]}
 
 
 def test_method_list_with_backend_suffix():

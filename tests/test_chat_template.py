@@ -59,3 +59,26 @@ def test_no_chat_template_means_plain_text(tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
     tok.chat_template = None
     assert derive_chat_template(tok, "t") is None
+
+
+def test_chat_format_renders_what_apply_chat_template_renders(tiny_tokenizer, llama3_tokenizer):
+    from runtime.chat_template import ChatFormat, chat_format
+
+    fmt = chat_format(tiny_tokenizer)
+    assert fmt.render(CONVERSATION) == tiny_tokenizer.apply_chat_template(CONVERSATION, tokenize=False, add_generation_prompt=True)
+    assert fmt.render(CONVERSATION, add_generation_prompt=False).endswith("Q2<|im_end|>\n")
+    assert fmt.repeated_bos is None  # the tiny tokenizer adds no BOS on encode
+    import copy
+
+    plain = copy.deepcopy(tiny_tokenizer)
+    plain.chat_template = None
+    assert chat_format(plain) is None
+    assert ChatFormat(llama3_tokenizer).render([{"role": "user", "content": "x"}]).startswith(llama3_tokenizer.bos_token)
+
+
+def test_repeated_bos_is_found_when_the_tokenizer_adds_bos(tiny_tokenizer):
+    from runtime.chat_template import ChatFormat
+    from tests.chat_formats import with_template
+
+    assert ChatFormat(with_template(tiny_tokenizer, "llama3.1")).repeated_bos == "<|begin_of_text|>"
+    assert ChatFormat(with_template(tiny_tokenizer, "qwen2.5")).repeated_bos is None

@@ -42,7 +42,7 @@ def test_help_imports_neither_torch_nor_sglang():
         (["--device", "tpu"], "error: unknown device 'tpu'. Valid: cpu, cuda"),
         (["--model", "./no/such/model"], "error: --model ./no/such/model: no such path"),
         (["--methods", "snap"], "error: Unknown method 'snap'. Did you mean 'snapkv'? Available: a_shape, flexprefill, fp8, full, kivi, minference, pyramidkv, quest, snapkv, streamingllm, tri_shape"),
-        (["--methods", "snapkv", "--method-arg", "budgte=64"], "error: Method 'snapkv' has no field 'budgte'. Did you mean 'budget'? Fields: budget, window, kernel_size, pooling"),
+        (["--methods", "snapkv", "--method-arg", "budgte=64"], "error: Method 'snapkv' has no field 'budgte'. Did you mean 'budget'? Fields: budget, heads, window, kernel_size, pooling"),
         (["--methods", "snapkv,quest", "--endpoint", "http://127.0.0.1:9"], "error: with --endpoint the server's own attention runs: give at most one method (its label) and no --method-arg; to compare methods, let bench start one server per method (omit --endpoint)"),
     ],
 )

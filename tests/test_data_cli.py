@@ -23,7 +23,9 @@ def test_generate_writes_valid_rows(tmp_path, tiny_model_path):
     assert done.returncode == 0, done.stderr
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert len(rows) == 2
-    assert all(len(sample_from_row(r).turns) == 2 for r in rows)
+    # The hub's scbench_vt layout: the context is `input`, and there is no `id`.
+    assert all(set(r) == {"index", "input", "length", "multi_turns"} for r in rows)
+    assert all(len(sample_from_row(r, fallback_id=i).turns) == 2 for i, r in enumerate(rows))
 
 
 def test_generate_rejects_tasks_without_a_generator(tmp_path):

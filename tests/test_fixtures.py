@@ -12,6 +12,7 @@ import pytest
 from data.generators.vt import resolve
 from data.loader import CONFIGS, load_samples
 from data.sample import sample_from_row
+from data.schema import hub_row
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
 
@@ -30,7 +31,7 @@ REPOQA_TURN = {
 SCHEMA: dict[str, tuple[dict, dict, set]] = {
     "scbench_kv": ({}, {"input": str, "answer": str}, set()),
     "scbench_prefix_suffix": ({}, {"input": str, "answer": str}, set()),
-    "scbench_vt": ({}, {"input": str, "answer": list}, set()),
+    "scbench_vt": ({"index": int, "length": int}, {"input": str, "answer": list}, set()),
     "scbench_repoqa": ({"lang": str, "repo": str}, REPOQA_TURN, set()),
     "scbench_qa_eng": ({}, {"input": str, "answer": str}, set()),
     "scbench_qa_chn": ({}, {"input": str, "answer": str}, set()),
@@ -41,6 +42,9 @@ SCHEMA: dict[str, tuple[dict, dict, set]] = {
     "scbench_summary_with_needles": ({}, {"input": str, "answer": str, "task": str}, set()),
     "scbench_repoqa_and_kv": ({"lang": str, "repo": str}, {"input": str, "answer": str, "task": str, "name": str}, {"name"}),
 }
+# The hub card lists no `id` for these; scbench_vt names its context `input`.
+NO_ID = {"scbench_prefix_suffix", "scbench_vt"}
+CONTEXT_FIELD = {"scbench_vt": "input"}
 
 
 def rows(config: str) -> list[dict]:
@@ -60,10 +64,11 @@ def test_one_fixture_per_config_and_a_readme_line_each():
 def test_rows_validate_and_load(config):
     data = rows(config)
     assert len(data) == 2
-    for row in data:
+    for position, row in enumerate(data):
         assert 2 <= len(row["multi_turns"]) <= 3
-        sample = sample_from_row(row)
+        sample = sample_from_row(row, fallback_id=position)
         assert sample_from_row(sample.to_row()) == sample
+        assert hub_row(sample, config, position) == row  # the config's hub layout, exactly
     skipped = []
     samples = load_samples(config, str(FIXTURES / f"{config}.jsonl"), on_skip=lambda ref, why: skipped.append(why))
     assert not skipped and [s.id for s in samples] == ["0", "1"]
@@ -72,14 +77,16 @@ def test_rows_validate_and_load(config):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_exact_hub_schema(config):
     row_fields, turn_fields, optional = SCHEMA[config]
+    context_field = CONTEXT_FIELD.get(config, "context")
     for row in rows(config):
-        assert set(row) == {"id", "context", "multi_turns", *row_fields}
-        assert isinstance(row["id"], int)
+        assert set(row) == {context_field, "multi_turns", *row_fields} | (set() if config in NO_ID else {"id"})
+        assert config in NO_ID or isinstance(row["id"], int)
+        context = row[context_field]
         if config == "scbench_mf":
-            assert isinstance(row["context"], list) and all(type(x) is int for x in row["context"])
+            assert isinstance(context, list) and all(type(x) is int for x in context)
         else:
-            assert isinstance(row["context"], str)
-            size = len(row["context"]) if config == "scbench_qa_chn" else len(row["context"].split())
+            assert isinstance(context, str)
+            size = len(context) if config == "scbench_qa_chn" else len(context.split())
             assert size >= 40  # a few hundred words (characters, for Chinese)
         for key, kind in row_fields.items():
             assert isinstance(row[key], kind)
@@ -105,7 +112,7 @@ def test_kv_and_prefix_suffix_gold_is_in_the_context():
 
 def test_vt_chains_resolve():
     for row in rows("scbench_vt"):
-        values = resolve(row["context"])
+        values = resolve(row["input"])
         for turn in row["multi_turns"]:
             value = re.search(r"assigned the value (\d+)", turn["input"]).group(1)
             assert sorted(turn["answer"]) == sorted(v for v, x in values.items() if x == value)

@@ -118,6 +118,7 @@ def random_general_plans(q_len, kv_len, seed=0):
     blocks = torch.rand(HKV, math.ceil(q_len / bs), math.ceil(kv_len / bs), generator=g) < 0.3
     vis = torch.rand(HKV, kv_len, generator=g) < 0.7
     none = torch.zeros(HKV, kv_len, dtype=torch.bool)
+    per_row = torch.rand(HKV, q_len, math.ceil(kv_len / bs), generator=g) < 0.2
     return {
         "vertical_slash": SparsePlan(q_len, kv_len, HKV, vertical=vert, slash=slash),
         "blocks": SparsePlan(q_len, kv_len, HKV, block_mask=blocks, block_size=bs),
@@ -127,6 +128,8 @@ def random_general_plans(q_len, kv_len, seed=0):
         ),  # fmt: skip
         "full_visibility": SparsePlan.full(q_len, kv_len, HKV).with_visibility(vis),
         "a_shape_visibility": SparsePlan(q_len, kv_len, HKV, sink=4, window=9, visibility=vis),
+        "bands": SparsePlan(q_len, kv_len, HKV, vertical=vert, slash=slash, slash_band=64, sink=2),
+        "row_blocks": SparsePlan(q_len, kv_len, HKV, block_mask=per_row, block_size=bs, query_block_size=1),
         "sink_only": SparsePlan(q_len, kv_len, HKV, sink=3),
         "nothing_visible": SparsePlan(q_len, kv_len, HKV, window=3).with_visibility(none),
     }
@@ -142,7 +145,8 @@ def test_general_masks_equal_dense_mask(q_len, kv_len, max_elems):
 @pytest.mark.parametrize(
     "name,kw",
     [
-        ("minference", {"budget": 120, "vertical_size": 40, "last_q": 16, "min_q_len": 32}),
+        ("minference", {"budget": 120, "vertical_size": 40, "last_q": 16}),
+        ("minference", {"budget": 120, "vertical_size": 40, "last_q": 16, "slash_mode": "exact", "heads": "kv"}),
         ("flexprefill", {"budget": 64, "block_size": 16}),
         ("flexprefill", {"budget": 32, "block_size": 16, "tau": 0.9}),  # query-aware heads
     ],
@@ -165,6 +169,7 @@ def test_general_masks_of_method_plans(name, kw, q_len, kv_len):
     ],
 )
 def test_decode_and_compress_masks(name, kw):
+    """Decode plans (and Quest's follow-up extend, which SCBench's port also selects)."""
     method = get_method(name, **kw)
     q, k = qk(40, 512, seed=2)
     plan = method.decode_plan(q[-1:], k, layer=1, num_layers=4)
@@ -172,6 +177,10 @@ def test_decode_and_compress_masks(name, kw):
         plan = plan.with_visibility(method.compress(q[-32:], k, layer=1, num_layers=4))
     assert plan.q_len == 1 and not plan.is_full
     assert torch.equal(general_union(plan, 1 << 26), plan.dense_mask())
+    if name == "quest":
+        extend = method.prefill_plan(q[-40:], k, layer=1, num_layers=4)
+        assert extend.q_len == 40 and not extend.is_full
+        assert torch.equal(general_union(extend, 4096), extend.dense_mask())
 
 
 def test_suffix_plan_is_exact():
@@ -291,12 +300,14 @@ def test_gpu_check_loop_on_cpu(fake_flashinfer, tmp_path, capsys):
     got = {(r["method"], r["phase"], r["tokens"]) for r in rows}
     for length in (200, 300):
         for name, phase in [("full", "prefill"), ("minference", "prefill"), ("quest", "decode"),
-                            ("snapkv", "compress"), ("kivi", "prefill"), ("minference+snapkv", "compress")]:  # fmt: skip
+                            ("quest", "extend"), ("snapkv", "compress"), ("kivi", "prefill"),
+                            ("minference+snapkv", "compress")]:  # fmt: skip
             assert (name, phase, length) in got
     assert {r["method"] for r in rows} == set(names)
     assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
     by = {(r["method"], r["phase"], r["tokens"]): r for r in rows}
-    assert by[("minference", "prefill", 300)]["rows"] == 100 and by[("minference", "prefill", 200)]["rows"] == 200
+    assert by[("minference", "prefill", 300)]["rows"] == 108  # start 200 rounded down to 192, a band edge
+    assert by[("minference", "prefill", 200)]["rows"] == 200
     assert by[("flexprefill", "prefill", 300)]["rows"] == 108  # start 200 rounded down to 192, a block edge
     assert 0 < by[("kivi", "prefill", 300)]["quant_rel_err"] < 1
     assert by[("minference", "prefill", 300)]["density"] < 1

@@ -69,6 +69,28 @@ def test_round_trip_through_rows_and_json(name):
         assert sample_from_row(json.loads(json.dumps(row))) == s
 
 
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_hub_rows_follow_the_configs_schema(name):
+    """`cli.py data generate` writes the config's own hub layout; the loader reads it back."""
+    from data.schema import HUB_SCHEMAS, hub_row
+    from programs import get_task
+
+    config = get_task(name).config
+    schema = HUB_SCHEMAS[config]
+    for position, s in enumerate(generate(name, turns=3)):
+        row = json.loads(json.dumps(hub_row(s, config, position)))
+        context_field = "input" if config == "scbench_vt" else "context"
+        expected = {context_field, "multi_turns", *schema.row_fields} | (set() if config in ("scbench_vt", "scbench_prefix_suffix") else {"id"})
+        assert set(row) == expected
+        if config == "scbench_mf":
+            assert isinstance(row["context"], list) and all(type(v) is int for v in row["context"])
+        back = sample_from_row(row, fallback_id=position)
+        assert back.context == s.context and [(t.question, t.answer) for t in back.turns] == [(t.question, t.answer) for t in s.turns]
+        assert all(set(t) <= {"input", "answer", *schema.turn_fields} for t in row["multi_turns"])
+        if config == "scbench_vt":
+            assert (row["index"], row["length"]) == (position, 3000)
+
+
 @pytest.mark.parametrize("name", NEW)
 def test_impossible_sizes_raise(name):
     with pytest.raises(ValueError):

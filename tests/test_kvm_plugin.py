@@ -101,6 +101,46 @@ def test_slot_state_is_per_slot_and_reset_on_write():
     assert not state.visibility(1, torch.tensor([3]))[1].item()
 
 
+def test_slot_state_quantization_marks_are_per_slot_and_reset_on_write():
+    state = SlotState(num_layers=2, num_slots=10, num_heads=2, quantization_marks=True)
+    slots = torch.tensor([3, 4, 5, 6])
+    state.mark_quantized(1, slots, torch.tensor([True, True, True, False]), torch.tensor([True, True, False, False]))
+    keys, values = state.quantized_marks(1, torch.tensor([5, 3, 6]))
+    assert keys.tolist() == [True, True, False] and values.tolist() == [False, True, False]
+    assert not state.quantized_marks(0, slots)[0].any()  # layers are independent
+    state.reset(1, torch.tensor([3]))  # rewritten (a decode step, a later extend): full precision
+    assert state.quantized_marks(1, torch.tensor([3, 4]))[0].tolist() == [False, True]
+    with pytest.raises(ValueError, match="no quantization marks"):
+        SlotState(num_layers=1, num_slots=4, num_heads=1).quantized_marks(0, slots[:1])
+
+
+@pytest.mark.parametrize("name", ["kivi", "fp8"])
+def test_backend_reads_quantized_kv_by_the_method_scope(name):
+    """KIVI (scope "context") reads the context prefill's tokens quantized, everything written
+    after in full precision; FP8 (scope "stored") reads every stored token quantized."""
+    from kvmethods import get_method
+    from tests.kvm_harness import BackendHarness
+
+    method = get_method(name)
+    h = BackendHarness(method, num_q_heads=4, num_kv_heads=2, head_dim=32)
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(100, 4, 32, generator=gen)
+    k, v = torch.randn(100, 2, 32, generator=gen), torch.randn(100, 2, 32, generator=gen)
+    keys, values = h.extend(0, q[:80], k[:80], v[:80])  # the context's prefill: read in full precision
+    assert torch.equal(keys, k[:80]) and torch.equal(values, v[:80])
+    for t in range(80, 84):
+        keys, values = h.decode(0, q[t : t + 1], k[t : t + 1], v[t : t + 1])
+    want_k, want_v = method.quantize_kv(k[:84], v[:84])  # FP8: all 84; KIVI: as after an 84-token prefill
+    if name == "kivi":  # the context's split (keys 0-63, values 0-47) and nothing after it
+        want_k, want_v = method.quantize_kv(k[:80], v[:80])
+        want_k, want_v = torch.cat([want_k, k[80:84]]), torch.cat([want_v, v[80:84]])
+        assert not torch.equal(keys[:64], k[:64]) and torch.equal(keys[64:], k[64:84])
+    assert torch.equal(keys, want_k) and torch.equal(values, want_v)
+    h.share(1, from_req=0, length=64)  # a later turn over the cached context: full precision
+    keys, _ = h.extend(1, q[64:100], k[64:100], v[64:100])
+    assert torch.equal(keys[64:], k[64:100]) and torch.equal(keys[:64], want_k[:64])
+
+
 def test_kept_kv_lines_join_records_by_request_id(tmp_path):
     path = tmp_path / "kept.jsonl"
     reader = KeptKVReader(path)

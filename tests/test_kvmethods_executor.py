@@ -64,6 +64,7 @@ def random_plan(kind, q_len, kv_len, seed):
     bs = 8
     blocks = torch.rand(H, math.ceil(q_len / bs), math.ceil(kv_len / bs), generator=g) < 0.25
     vis = torch.rand(H, kv_len, generator=g) < 0.7
+    per_row = torch.rand(H, q_len, math.ceil(kv_len / bs), generator=g) < 0.2
     plans = {
         "full": SparsePlan.full(q_len, kv_len, H),
         "a_shape": SparsePlan(q_len, kv_len, H, sink=4, window=9),
@@ -76,6 +77,14 @@ def random_plan(kind, q_len, kv_len, seed):
             block_mask=blocks, block_size=bs, dense_rows=3, visibility=vis,
         ),  # fmt: skip
         "full_visibility": SparsePlan.full(q_len, kv_len, H).with_visibility(vis),
+        # keys shared by the chunk's rows (dense rows) while verticals and slashes differ per head
+        "vertical_slash_dense_rows": SparsePlan(q_len, kv_len, H, vertical=vert, slash=slash, dense_rows=5),
+        "bands": SparsePlan(q_len, kv_len, H, vertical=vert, slash=slash, slash_band=8),
+        "bands_everything": SparsePlan(
+            q_len, kv_len, H, sink=2, window=4, vertical=vert, slash=slash, slash_band=8,
+            block_mask=blocks, block_size=bs, dense_rows=3, visibility=vis,
+        ),  # fmt: skip
+        "row_blocks": SparsePlan(q_len, kv_len, H, block_mask=per_row, block_size=bs, query_block_size=1),
         "a_shape_visibility": SparsePlan(q_len, kv_len, H, sink=4, window=9, visibility=vis),
         "nothing_visible": SparsePlan(q_len, kv_len, H, window=3).with_visibility(
             torch.zeros(H, kv_len, dtype=torch.bool)
@@ -87,6 +96,7 @@ def random_plan(kind, q_len, kv_len, seed):
 KINDS = [
     "full", "a_shape", "window_only", "tri_shape", "vertical_slash", "blocks",
     "everything", "full_visibility", "a_shape_visibility", "nothing_visible",
+    "vertical_slash_dense_rows", "bands", "bands_everything", "row_blocks",
 ]  # fmt: skip
 
 
@@ -100,13 +110,13 @@ def test_executor_matches_dense_reference(kind, q_len, kv_len):
 
 
 @pytest.mark.parametrize("name", ["a_shape", "tri_shape", "minference", "flexprefill"])
-@pytest.mark.parametrize(("q_len", "kv_len"), [(300, 300), (200, 420)])
+@pytest.mark.parametrize(("q_len", "kv_len"), [(300, 300), (200, 420), (700, 700)])
 def test_executor_on_method_plans(name, q_len, kv_len):
     q, k, v = tensors(q_len, kv_len, seed=5)
     fields = {
         "a_shape": dict(budget=64, sink=8),
         "tri_shape": dict(budget=64, sink=8, last_q=20),
-        "minference": dict(budget=90, vertical_size=30, last_q=32, min_q_len=64),
+        "minference": dict(budget=90, vertical_size=30, last_q=32),
         "flexprefill": dict(budget=32, block_size=32, gamma=0.6, tau=1.0),
     }[name]
     plan = get_method(name, **fields, follow_ups="sparse").prefill_plan(q, k)
@@ -159,19 +169,20 @@ def test_composite_lifecycle_prefill_compress_decode():
     args = ["budget=48", "window=8", "minference.budget=70", "vertical_size=20", "min_q_len=32", "last_q=16"]
     method = parse_method("minference+snapkv", args)
     assert method.replace(budget=40).kv.budget == 40
-    q, k, v = tensors(120, 120, seed=9)
+    n = 600  # MInference's kernel attends 64-key bands per 64-row block: sparse only past a few blocks
+    q, k, v = tensors(n, n, seed=9)
     plan = method.prefill_plan(q, k, layer=0, num_layers=2)
-    assert plan.density() < 0.9
+    assert plan.slash_band == 64 and plan.density() < 0.9
     check(q, k, v, plan)
     keep = method.compress(q, k, layer=0, num_layers=2)
     hq = q.shape[1]
     assert keep.sum(-1).tolist() == [48] * hq  # one selection per query head (SCBench)
-    q1, k1, v1 = tensors(1, 121, seed=10)
-    k1[:120], v1[:120] = k, v
+    q1, k1, v1 = tensors(1, n + 1, seed=10)
+    k1[:n], v1[:n] = k, v
     decode = method.decode_plan(q1, k1).with_visibility(torch.cat([keep, torch.ones(hq, 1, dtype=torch.bool)], 1))
     assert decode.num_heads == hq
     out, _ = check(q1, k1, v1, decode)
-    assert decode.visible_fraction() == pytest.approx(49 / 121)
+    assert decode.visible_fraction() == pytest.approx(49 / (n + 1))
     kq, vq = get_method("a_shape+kivi").quantize_kv(k1, v1)
     assert not torch.equal(kq, k1)
     check(q1, kq, vq, decode)
@@ -189,7 +200,7 @@ def test_fused_causal_attention_equals_the_executor_on_a_fresh_full_prefill():
         causal_attention(q[:5], k, v, scale=0.3)
 
 
-@pytest.mark.parametrize("kind", ["vertical_slash", "blocks", "tri_shape", "everything"])
+@pytest.mark.parametrize("kind", ["vertical_slash", "blocks", "tri_shape", "everything", "bands", "row_blocks"])
 def test_per_query_head_plans(kind):
     """A plan indexed by query heads (SCBench's GQA handling) runs exactly; a per-KV-head plan
     expanded to the query heads gives the same output as the plan itself."""

@@ -44,32 +44,39 @@ def test_streamingllm_keeps_sink_and_recent(kv_len, budget, sink, heads):
 # -- SnapKV / PyramidKV ------------------------------------------------------------------------
 
 
+def pool_reference(mass, kernel, pooling):
+    """1-D pooling, stride 1, padding kernel // 2: zero padding counted in the average, ignored by max."""
+    pad = kernel // 2
+    pooled = torch.zeros_like(mass)
+    for i in range(mass.numel()):
+        win = [mass[j] for j in range(i - pad, i + pad + 1) if 0 <= j < mass.numel()]
+        pooled[i] = sum(win) / kernel if pooling == "avgpool" else max(win)
+    return pooled
+
+
 def snapkv_reference(q_window, k, budget, window, kernel, pooling, heads="query"):
-    """Per query head (K repeated to every query head) or per KV head (group mean of the mass)."""
+    """Per query head (K repeated to every query head: the window's mass pooled, SCBench) or per
+    KV head (each query head's pooled mass averaged over the group, kvpress). Returns the keep
+    mask and the scores of the keys before the window [H, kv_len - window]."""
     kv = k.shape[0]
     w = min(window, q_window.shape[0])
     per_query = heads == "query"
     g = 1 if per_query else HQ // HKV
     keep = torch.zeros(HEADS[heads], kv, dtype=torch.bool)
+    scores = torch.zeros(HEADS[heads], kv - window, dtype=torch.float64)
     for h in range(HEADS[heads]):
-        mass = torch.zeros(kv - window, dtype=torch.float64)
+        score = scores[h]
         for hq in range(h * g, (h + 1) * g):
+            mass = torch.zeros(kv - window, dtype=torch.float64)
             for r in range(w):
                 pos = kv - w + r
                 kv_head = hq // (HQ // HKV)
                 logits = k[: pos + 1, kv_head].double() @ q_window[-w + r, hq].double() / math.sqrt(D)
-                mass += torch.softmax(logits, 0)[: kv - window] / g
-        pad = kernel // 2
-        pooled = torch.zeros_like(mass)
-        for i in range(mass.numel()):
-            win = [mass[j] if 0 <= j < mass.numel() else None for j in range(i - pad, i + pad + 1)]
-            if pooling == "avgpool":
-                pooled[i] = sum(x for x in win if x is not None) / kernel  # zero padding counted
-            else:
-                pooled[i] = max(x for x in win if x is not None)
-        keep[h, pooled.topk(budget - window).indices] = True
+                mass += torch.softmax(logits, 0)[: kv - window]
+            score += pool_reference(mass, kernel, pooling) / g
+        keep[h, score.topk(budget - window).indices] = True
         keep[h, kv - window :] = True
-    return keep
+    return keep, scores
 
 
 @pytest.mark.parametrize("heads", HEADS)
@@ -81,7 +88,14 @@ def test_snapkv_matches_reference_and_keeps_budget(kv_len, q_rows, budget, windo
     m = get_method("snapkv", budget=budget, window=window, kernel_size=kernel, pooling=pooling, heads=heads)
     keep = m.compress(q, k, layer=3, num_layers=8)
     assert keep.sum(-1).tolist() == [budget] * HEADS[heads]
-    assert torch.equal(keep, snapkv_reference(q, k, budget, window, kernel, pooling, heads))
+    want, scores = snapkv_reference(q, k, budget, window, kernel, pooling, heads)
+    if pooling == "avgpool":
+        assert torch.equal(keep, want)
+    else:  # max pooling repeats each peak over the kernel: exact ties, any of them may be kept
+        assert keep[:, kv_len - window :].all()
+        for h in range(HEADS[heads]):
+            kept, dropped = scores[h][keep[h, : kv_len - window]], scores[h][~keep[h, : kv_len - window]]
+            assert kept.min() >= dropped.max() - 1e-6
 
 
 def test_snapkv_short_context_keeps_everything():
@@ -94,18 +108,26 @@ def test_snapkv_short_context_keeps_everything():
     [
         (4096, 32, 32, 131072, 20),
         (64, 8, 6, 300, 20),
-        (64, 8, 5, 100, 20),  # max_n capped at the context, min_n raised
+        (64, 8, 5, 115, 20),  # max_n capped at the context, min_n raised
         (48, 8, 4, 1000, 3),
         (100, 10, 7, 401, 20),
     ],
 )
-def test_pyramid_budgets_shrink_and_average(budget, window, layers, kv_len, beta):
+def test_pyramid_budgets_shrink_in_integer_steps(budget, window, layers, kv_len, beta):
     budgets = pyramid_budgets(budget, window, layers, kv_len, beta)
     assert len(budgets) == layers
-    assert all(a >= b for a, b in zip(budgets, budgets[1:]))
-    assert budgets[0] > budgets[-1]
-    assert sum(budgets) == budget * layers
-    assert max(budgets) <= kv_len and min(budgets) >= window
+    steps = {a - b for a, b in zip(budgets, budgets[1:])}
+    assert len(steps) == 1 and steps.pop() > 0  # linear, strictly shrinking
+    assert sum(budgets) >= budget * layers  # floor steps: at least the budget on average
+    assert max(budgets) <= kv_len and min(budgets) >= window + (budget - window) // beta
+
+
+def test_pyramid_budgets_short_contexts_and_uniform_band():
+    assert pyramid_budgets(64, 8, 6, 50, 20) == [50] * 6  # shorter than the budget: nothing dropped
+    assert pyramid_budgets(64, 8, 6, 64, 20) == [64] * 6
+    assert pyramid_budgets(64, 8, 6, 111, 20) == [64] * 6  # budget <= kv_len < 2 (budget - window)
+    assert pyramid_budgets(64, 8, 6, 112, 20) != [64] * 6
+    assert pyramid_budgets(64, 8, 1, 300, 20) == [64]
 
 
 def test_pyramidkv_keeps_layer_budget_with_snapkv_scoring():
@@ -120,8 +142,7 @@ def test_pyramidkv_keeps_layer_budget_with_snapkv_scoring():
         assert keep.sum(-1).tolist() == [budgets[layer]] * HQ
         snap = get_method("snapkv", budget=budgets[layer], window=8).compress(q, k)
         assert torch.equal(keep, snap)
-    assert torch.stack(counts).float().mean() == 64
-    assert pyramid_budgets(64, 8, 1, 300, 20) == [64]
+    assert torch.stack(counts).float().mean() >= 64
     with pytest.raises(ValueError, match="layer must be in"):
         pyr.compress(q, k, layer=6, num_layers=6)
 
@@ -141,10 +162,11 @@ def test_kivi_groups_residual_and_error(bits, n, d):
     levels = 2**bits - 1
     nk = n - n % 32  # keys: full residual-sized chunks quantized, the rest exact
     assert torch.equal(kq[nk:], k[nk:])
+    fp16 = 2**-11  # SCBench dequantizes with scale and minimum in float16
     for start in range(0, nk, 32):  # per channel over a 32-token group
         x, y = k[start : start + 32], kq[start : start + 32]
         lo, hi = x.amin(0), x.amax(0)
-        assert ((x - y).abs() <= (hi - lo) / levels / 2 + 1e-5).all()
+        assert ((x - y).abs() <= (hi - lo) / levels / 2 + fp16 * (lo.abs() + hi - lo) + 1e-5).all()
         for h in range(HKV):
             for c in range(d):
                 assert y[:, h, c].unique().numel() <= levels + 1
@@ -154,7 +176,7 @@ def test_kivi_groups_residual_and_error(bits, n, d):
         x, y = v[:nv, :, c0 : c0 + 32], vq[:nv, :, c0 : c0 + 32]
         if nv:
             lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
-            assert ((x - y).abs() <= (hi - lo) / levels / 2 + 1e-5).all()
+            assert ((x - y).abs() <= (hi - lo) / levels / 2 + fp16 * (lo.abs() + hi - lo) + 1e-5).all()
             assert max(y[t, h].unique().numel() for t in range(nv) for h in range(HKV)) <= levels + 1
     if n >= 64:
         assert not torch.equal(kq[:32], k[:32]) and not torch.equal(vq[:32], v[:32])
@@ -228,7 +250,7 @@ def test_quest_selects_top_pages_and_current_page(seq_len, budget, page):
 
 def test_quest_decode_plan():
     q, k = qk(1, 300, seed=2)
-    m = get_method("quest", budget=64, page_size=16)
+    m = get_method("quest", budget=64, page_size=16, variant="library", heads="kv")  # the library's rules
     plan = m.decode_plan(q, k, layer=2, num_layers=4)
     kmin, kmax = m.page_bounds(k)
     pages = m.select_pages(q[0], kmin, kmax, seq_len=300)

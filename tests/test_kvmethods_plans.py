@@ -32,16 +32,20 @@ def causal(q_len, kv_len):
     return torch.arange(kv_len)[None, :] <= pos  # [q_len, kv_len]
 
 
-def group_probs(q_last, k):
-    """float64 [Hkv, w, kv]: softmax of the last w queries (causal), averaged over each group."""
+def group_probs(q_last, k, per_query_head=False):
+    """float64 [Hq, w, kv] (per query head) or [Hkv, w, kv] (averaged over each group): softmax of
+    the last w queries (causal)."""
     w, kv = q_last.shape[0], k.shape[0]
     g = HQ // HKV
-    out = torch.zeros(HKV, w, kv, dtype=torch.float64)
+    out = torch.zeros(HQ if per_query_head else HKV, w, kv, dtype=torch.float64)
     for hq in range(HQ):
         logits = q_last[:, hq].double() @ k[:, hq // g].double().T / math.sqrt(D)
         for r in range(w):
             logits[r, kv - w + r + 1 :] = -math.inf
-        out[hq // g] += torch.softmax(logits, -1) / g
+        if per_query_head:
+            out[hq] = torch.softmax(logits, -1)
+        else:
+            out[hq // g] += torch.softmax(logits, -1) / g
     return out
 
 
@@ -58,7 +62,7 @@ def diagonal_sums(probs):
 
 
 def brute_force(plan: SparsePlan, vertical, slash, blocks, vis):
-    q_len, kv, bs = plan.q_len, plan.kv_len, plan.block_size
+    q_len, kv, bs, qbs = plan.q_len, plan.kv_len, plan.block_size, plan.query_block_size or plan.block_size
     out = torch.zeros(plan.num_heads, q_len, kv, dtype=torch.bool)
     for h in range(plan.num_heads):
         for i in range(q_len):
@@ -69,7 +73,7 @@ def brute_force(plan: SparsePlan, vertical, slash, blocks, vis):
                     or (plan.window and j >= p - plan.window + 1)
                     or j in vertical[h]
                     or (p - j) in slash[h]
-                    or (blocks is not None and bool(blocks[h, i // bs, j // bs]))
+                    or (blocks is not None and bool(blocks[h, i // qbs, j // bs]))
                     or i >= q_len - plan.dense_rows
                 )
                 out[h, i, j] = bool(seen) and (vis is None or bool(vis[h, j]))
@@ -77,22 +81,62 @@ def brute_force(plan: SparsePlan, vertical, slash, blocks, vis):
 
 
 @pytest.mark.parametrize(("q_len", "kv_len"), [(12, 12), (9, 30), (1, 17)])
-def test_plan_dense_mask_matches_brute_force(q_len, kv_len):
+@pytest.mark.parametrize("query_block_size", [0, 1, 3])
+def test_plan_dense_mask_matches_brute_force(q_len, kv_len, query_block_size):
     g = torch.Generator().manual_seed(q_len * 100 + kv_len)
     vertical = torch.tensor([[3, 7, -1], [0, kv_len - 1, 5]])
     slash = torch.tensor([[0, 4], [2, -1]])
     bs = 4
-    blocks = torch.rand(HKV, math.ceil(q_len / bs), math.ceil(kv_len / bs), generator=g) < 0.3
+    qbs = query_block_size or bs
+    blocks = torch.rand(HKV, math.ceil(q_len / qbs), math.ceil(kv_len / bs), generator=g) < 0.3
     vis = torch.rand(HKV, kv_len, generator=g) < 0.8
     plan = SparsePlan(
         q_len, kv_len, HKV, sink=2, window=3, vertical=vertical, slash=slash,
-        block_mask=blocks, block_size=bs, dense_rows=2, visibility=vis,
+        block_mask=blocks, block_size=bs, dense_rows=2, visibility=vis, query_block_size=query_block_size,
     )  # fmt: skip
     vsets = [set(v.tolist()) - {-1} for v in vertical]
     ssets = [set(s.tolist()) - {-1} for s in slash]
     assert torch.equal(plan.dense_mask(q_len, kv_len), brute_force(plan, vsets, ssets, blocks, vis))
     # the full plan is plain causal attention
     assert torch.equal(SparsePlan.full(q_len, kv_len, HKV).dense_mask()[0], causal(q_len, kv_len))
+
+
+def band_brute_force(slash, vertical, q_len, kv_len, band):
+    """bool [q_len, kv_len] of one head, from `kvmethods.plan`'s description of slash bands: per row
+    block ending at E, offset o < E gives keys [max(E - o, B) - B, max(E - o, B)); bands merge in
+    ascending key order (past range_end + B: new range; past range_end: range_end += B); columns
+    count below the last range's end; all causal."""
+    off = kv_len - q_len
+    out = torch.zeros(q_len, kv_len, dtype=torch.bool)
+    for b in range(math.ceil(q_len / band)):
+        end_pos = off + (b + 1) * band
+        ends = sorted({max(end_pos - o, band) for o in slash if 0 <= o < end_pos})
+        ranges = []
+        for s in ends:
+            if not ranges or s > ranges[-1][1] + band:
+                ranges.append([s - band, s])
+            elif s > ranges[-1][1]:
+                ranges[-1][1] += band
+        limit = ranges[-1][1] if ranges else 0
+        for i in range(b * band, min((b + 1) * band, q_len)):
+            for j in range(off + i + 1):
+                out[i, j] = any(a <= j < z for a, z in ranges) or (j in vertical and j < limit)
+    return out
+
+
+@pytest.mark.parametrize(("q_len", "kv_len", "band"), [(40, 40, 8), (37, 90, 8), (30, 53, 4), (1, 30, 8)])
+def test_slash_band_semantics(q_len, kv_len, band):
+    g = torch.Generator().manual_seed(q_len + kv_len)
+    slash = torch.randint(0, kv_len, (HKV, 7), generator=g)
+    slash[0, :3] = torch.tensor([0, 9, 19])  # gaps just over one and two bands
+    slash[1, -1] = -1  # padding
+    vertical = torch.randint(0, kv_len, (HKV, 4), generator=g)
+    plan = SparsePlan(q_len, kv_len, HKV, vertical=vertical, slash=slash, slash_band=band)
+    for h in range(HKV):
+        want = band_brute_force(set(slash[h].tolist()), set(vertical[h].tolist()), q_len, kv_len, band)
+        assert torch.equal(plan.dense_mask()[h], want), h
+    with pytest.raises(ValueError, match="slash_band needs slash"):
+        SparsePlan(q_len, kv_len, HKV, slash_band=band)
 
 
 def test_plan_validation_and_helpers():
@@ -136,10 +180,12 @@ def test_a_shape_and_tri_shape(q_len, kv_len, budget, sink):
 # -- MInference --------------------------------------------------------------------------------
 
 
-def minference_reference(q, k, vertical_size, slash_size, last_q):
+def minference_reference(q, k, vertical_size, slash_size, last_q, per_query_head):
+    """Exact diagonals (slash_mode="exact"); SCBench's kernel bands are checked against its own
+    code in test_parity_sparse_prefill.py."""
     q_len, kv = q.shape[0], k.shape[0]
     w = min(last_q, q_len)
-    probs = group_probs(q[-w:], k)
+    probs = group_probs(q[-w:], k, per_query_head)
     vert = probs.sum(1)
     vert[:, :30] = math.inf
     sl = diagonal_sums(probs)
@@ -148,7 +194,7 @@ def minference_reference(q, k, vertical_size, slash_size, last_q):
     pos = kv - q_len + torch.arange(q_len)[:, None]
     j = torch.arange(kv)[None, :]
     out = []
-    for h in range(HKV):
+    for h in range(probs.shape[0]):
         vset = vert[h].topk(nv).indices
         sset = sl[h].topk(ns).indices
         in_v = torch.isin(j, vset)
@@ -158,20 +204,24 @@ def minference_reference(q, k, vertical_size, slash_size, last_q):
 
 
 @pytest.mark.parametrize(("q_len", "kv_len"), [(200, 200), (150, 260)])
-@pytest.mark.parametrize(("vertical_size", "budget"), [(40, 160), (60, 130)])
-def test_minference_vertical_slash(q_len, kv_len, vertical_size, budget):
+@pytest.mark.parametrize(("vertical_size", "budget"), [(40, 160), (60, 180)])
+@pytest.mark.parametrize("heads", ["query", "kv"])
+def test_minference_vertical_slash(q_len, kv_len, vertical_size, budget, heads):
     q, k = qk(q_len, kv_len, seed=q_len + budget)
-    m = get_method("minference", budget=budget, vertical_size=vertical_size, last_q=32, min_q_len=64)
+    m = get_method("minference", budget=budget, vertical_size=vertical_size, last_q=32, slash_mode="exact",
+                   heads=heads, follow_ups="sparse")  # fmt: skip
     plan = m.prefill_plan(q, k)
-    ref = minference_reference(q, k, vertical_size, budget - vertical_size, 32)
+    ref = minference_reference(q, k, vertical_size, budget - vertical_size, 32, heads == "query")
+    assert plan.num_heads == (HQ if heads == "query" else HKV) and plan.slash_band == 0
     assert torch.equal(plan.dense_mask(), ref)
-    assert plan.dense_mask().sum() < causal(q_len, kv_len).sum() * HKV  # actually sparse
+    assert plan.dense_mask().sum() < causal(q_len, kv_len).sum() * plan.num_heads  # actually sparse
 
 
-def test_minference_dense_below_min_q_len():
-    q, k = qk(50, 300)
-    plan = get_method("minference", min_q_len=64).prefill_plan(q, k)
-    assert plan.is_full
+def test_minference_dense_below_min_q_len_and_for_one_row():
+    q, k = qk(50, 50)
+    assert get_method("minference", min_q_len=64).prefill_plan(q, k).is_full
+    assert not get_method("minference", budget=90, vertical_size=30).prefill_plan(q, k).is_full  # no minimum
+    assert get_method("minference").prefill_plan(q[:1], k[:1]).is_full  # a one-row prefill: dense (SCBench)
 
 
 # -- FlexPrefill -------------------------------------------------------------------------------
@@ -179,51 +229,55 @@ def test_minference_dense_below_min_q_len():
 
 def cover(x, gamma):
     csum = torch.cumsum(torch.sort(x, descending=True).values, 0)
-    return min(int((csum <= gamma).sum()) + 1, x.numel())
+    return int((csum <= gamma).sum()) + 1
 
 
-def flexprefill_reference(q, k, budget, gamma, tau, bs):
+def flexprefill_reference(q, k, budget, gamma, tau, bs, per_query_head):
+    """From the method's definition (SCBench's flexprefill.py), with the project's generalisation
+    to a cached prefix (a query block spanning key blocks lo..hi)."""
     q_len, kv = q.shape[0], k.shape[0]
     off, g = kv - q_len, HQ // HKV
     nqb, nkb = math.ceil(q_len / bs), math.ceil(kv / bs)
     min_b = min(math.ceil(budget / bs), nkb)
     w = min(bs, q_len)
-    probs = group_probs(q[-w:], k)
-    slash_all = diagonal_sums(probs) / w
+    probs = group_probs(q[-w:], k, per_query_head)
+    slash_all = diagonal_sums(probs) / w  # [H, offset]
     kmean = torch.stack([k[b * bs : (b + 1) * bs].double().mean(0) for b in range(nkb)])  # [nkb, H, D]
     qmean = torch.stack([q[b * bs : (b + 1) * bs].double().mean(0) for b in range(nqb)])  # [nqb, Hq, D]
     lo = [(off + b * bs) // bs for b in range(nqb)]
     hi = [(off + min((b + 1) * bs, q_len) - 1) // bs for b in range(nqb)]
     masks = []
-    for h in range(HKV):
-        vert, slash = probs[h].mean(0), slash_all[h]
-        n_v = min(max(cover(vert, gamma) // bs + 1, min_b), nkb)
-        n_s = min(max(cover(slash, gamma) // bs + 1, min_b), nkb)
+    for h in range(probs.shape[0]):
+        group = [h] if per_query_head else list(range(h * g, (h + 1) * g))
+        kv_head = h // g if per_query_head else h
+        vert, by_c = probs[h].mean(0), slash_all[h].flip(0)  # by_c[c]: offset kv - 1 - c
+        n_v = min(max(cover(vert, gamma) // 128 + 1, min_b), nkb)
+        n_s = min(max(cover(by_c, gamma) // 128 + 1, min_b), nkb)
         vblk = torch.tensor([vert[b * bs : (b + 1) * bs].sum() for b in range(nkb)])
-        sblk = torch.tensor([slash[b * bs : (b + 1) * bs].sum() for b in range(nkb)])
+        cblk = torch.tensor([by_c[b * bs : (b + 1) * bs].sum() for b in range(nkb)])  # from the largest offset
         est = torch.zeros(nkb, dtype=torch.float64)
-        for hq in range(h * g, (h + 1) * g):
+        for hq in group:
             qbar = q[-w:, hq].double().mean(0) / math.sqrt(D)
-            est += torch.softmax(kmean[:, h] @ qbar, 0) / g
+            est += torch.softmax(kmean[:, kv_head] @ qbar, 0) / len(group)
         m = (est + vblk) / 2
-        kl = lambda a: sum(float(a[i] * math.log(a[i] / m[i])) for i in range(nkb) if a[i] > 0)  # noqa: E731
-        query_aware = math.sqrt(max(0.5 * kl(est) + 0.5 * kl(vblk), 0.0)) < tau
+        jsd = 0.5 * (est * torch.log(est / m)).sum() + 0.5 * (vblk * torch.log(vblk / m)).sum()
+        query_aware = bool(torch.sqrt(jsd) < tau)
         if query_aware:
             n_v = n_s = min_b
-        vblk[0] = sblk[0] = math.inf
+        vblk[0] = cblk[-1] = math.inf
         vsel = set(vblk.topk(n_v).indices.tolist())
-        ssel = set(sblk.topk(n_s).indices.tolist())
+        ssel = {nkb - 1 - c for c in cblk.topk(n_s).indices.tolist()}
         mask = torch.zeros(nqb, nkb, dtype=torch.bool)
         for qb in range(nqb):
             for kb in range(hi[qb] + 1):
                 mask[qb, kb] = kb in vsel or any(kb in (lo[qb] - s, hi[qb] - s) for s in ssel)
         if query_aware:
             attn = torch.zeros(nqb, nkb, dtype=torch.float64)
-            for hq in range(h * g, (h + 1) * g):
-                logits = qmean[:, hq] @ kmean[:, h].T / math.sqrt(D)
+            for hq in group:
+                logits = qmean[:, hq] @ kmean[:, kv_head].T / math.sqrt(D)
                 for qb in range(nqb):
                     logits[qb, hi[qb] + 1 :] = -math.inf
-                attn += torch.softmax(logits, -1) / g
+                attn += torch.softmax(logits, -1) / len(group)
             flat = attn.flatten()
             order = torch.argsort(flat, descending=True)
             total = 0.0
@@ -242,14 +296,18 @@ def flexprefill_reference(q, k, budget, gamma, tau, bs):
 
 @pytest.mark.parametrize(("q_len", "kv_len"), [(160, 160), (120, 200), (100, 230)])
 @pytest.mark.parametrize("tau", [0.0, 0.1, 1.0])
-@pytest.mark.parametrize("gamma", [0.5, 0.9])
-def test_flexprefill_blocks(q_len, kv_len, tau, gamma):
-    bs, budget = 16, 16
+@pytest.mark.parametrize(("gamma", "budget"), [(0.5, 16), (0.9, 48)])
+@pytest.mark.parametrize("heads", ["query", "kv"])
+def test_flexprefill_blocks(q_len, kv_len, tau, gamma, budget, heads):
+    bs = 16
     q, k = qk(q_len, kv_len, seed=q_len + kv_len)
-    plan = get_method("flexprefill", budget=budget, gamma=gamma, tau=tau, block_size=bs, follow_ups="sparse").prefill_plan(q, k)
-    ref, blocks = flexprefill_reference(q, k, budget, gamma, tau, bs)
-    assert torch.equal(plan.dense_mask(), ref)
+    method = get_method("flexprefill", budget=budget, gamma=gamma, tau=tau, block_size=bs, heads=heads,
+                        follow_ups="sparse")  # fmt: skip
+    plan = method.prefill_plan(q, k)
+    ref, blocks = flexprefill_reference(q, k, budget, gamma, tau, bs, heads == "query")
+    assert plan.num_heads == (HQ if heads == "query" else HKV)
     assert torch.equal(plan.block_mask, blocks)
+    assert torch.equal(plan.dense_mask(), ref)
 
 
 def test_flexprefill_dense_for_short_prefills():
@@ -268,10 +326,24 @@ def test_follow_up_extends_are_dense_by_default(name):
     """SCBench plans only the context's prefill; an extend over a cached context (a later turn, a
     multi-request question) attends densely unless follow_ups="sparse"."""
     small = {"a_shape": dict(budget=24, sink=4), "tri_shape": dict(budget=24, sink=4, last_q=4),
-             "minference": dict(budget=40, vertical_size=10, last_q=8, min_q_len=16),
+             "minference": dict(budget=60, vertical_size=10, last_q=8, slash_mode="exact"),
              "flexprefill": dict(budget=16, block_size=16)}[name]
     q, k = qk(100, 400)  # 300 cached keys, 100 new rows: a follow-up
     assert get_method(name, **small).prefill_plan(q, k).is_full
     assert not get_method(name, **small, follow_ups="sparse").prefill_plan(q, k).is_full
     q, k = qk(300, 340)  # the context's prefill behind a short cached prefix stays sparse
     assert not get_method(name, **small).prefill_plan(q, k).is_full
+
+
+def test_composite_sends_follow_ups_to_the_kv_method():
+    """tri_shape+quest: the prefill method plans the context's prefill; a follow-up extend it leaves
+    dense is Quest's to select (SCBench's Quest acts on every forward after the first)."""
+    from kvmethods import parse_method
+
+    method = parse_method("tri_shape+quest", ["tri_shape.budget=24", "tri_shape.sink=4", "budget=48"])
+    q, k = qk(300, 300)
+    assert torch.equal(method.prefill_plan(q, k).dense_mask(), method.prefill.prefill_plan(q, k).dense_mask())
+    q, k = qk(20, 400)  # a follow-up over 380 cached keys
+    follow_up = method.prefill_plan(q, k)
+    assert not follow_up.is_full
+    assert torch.equal(follow_up.dense_mask(), method.kv.prefill_plan(q, k).dense_mask())

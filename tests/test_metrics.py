@@ -72,6 +72,13 @@ def test_vt_fraction_of_names_rounded(mode):
     assert one("vt", "VAR ZZZZZ", ["ZZZZZ"], mode) == 1.0
 
 
+def test_vt_string_gold_is_iterated_officially():
+    # officially the characters of "AB-Z" are the names: "a", "b", "-" found, "z" not -> 0.75
+    assert one("vt", "ab-", "AB-Z", "official") == 0.75
+    assert one("vt", "ab-", "AB-Z", "fixed") == 0.0  # fixed: one name, "ab-z" not in "ab-"
+    assert one("vt", "xx ab-z", "AB-Z", "fixed") == 1.0
+
+
 # ------------------------------------------------------------------------------------------------
 # English QA, multiple choice
 
@@ -277,9 +284,10 @@ def test_summary_with_needles_routes_each_turn(mode):
     assert score_turn("summary_with_needles", "68,231", passkey, sample, mode) == 0.0  # "68"
     assert score_turn("summary_with_needles", "0068231", passkey, sample, mode) == 0.0  # leading zeros
     assert score_turn("summary_with_needles", "no key", passkey, sample, mode) == 0.0
-    # an integer gold is compared through str()
+    # an integer gold: officially "68231" == 68231 is never true; fixed compares through str()
     int_turn = Turn("pass key?", 68231, {"task": "scbench_passkey"})
-    assert score_turn("summary_with_needles", "key: 68231", int_turn, sample, mode) == 1.0
+    expected = 0.0 if mode == "official" else 1.0
+    assert score_turn("summary_with_needles", "key: 68231", int_turn, sample, mode) == expected
 
 
 def test_mix_turn_with_unknown_subtask_is_an_error():

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from data.sample import Sample, Turn
-from programs.metrics import score_turn
+from programs.metrics import ScoringContext, score_turn
 from programs.metrics.repoqa import extract_function, first_function, function_similarity
 
 # 15 whitespace tokens: def | scale(values, | factor): | result | = | [] | for | v | in | values: |
@@ -194,3 +194,52 @@ def test_repoqa_and_kv_routes_each_turn(mode):
     # KV turns: case-sensitive substring
     assert score_turn("repoqa_and_kv", "The value is 9c1e-77aa.", turns[1], sample, mode) == 1.0
     assert score_turn("repoqa_and_kv", "9C1E-77AA", turns[1], sample, mode) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------
+# the run around a turn: needles of every asked RepoQA turn of the same repo (official)
+
+
+def test_scoring_context_collects_asked_repoqa_needles_per_repo_in_run_order():
+    def mix(sample_id, repo, named):
+        turns = tuple(
+            Turn(f"q{i}", code, {"task": "scbench_repoqa", "name": name} if name else {"task": "scbench_kv"})
+            for i, (name, code) in enumerate(named)
+        )
+        return Sample(id=sample_id, context="c", turns=turns, metadata={"lang": "python", "repo": repo})
+
+    first = mix("a", "r1", [("scale", SCALE), (None, "uuid-1"), ("parse", PARSE)])
+    second = mix("b", "r2", [("multiply", MULTIPLY)])
+    third = mix("c", "r1", [(None, "uuid-2"), ("multiply", MULTIPLY)])
+    context = ScoringContext.for_run("repoqa_and_kv", "multi-turn", [first, second, third], max_turns=2)
+    # turn 2 of "a" (parse) is not asked; KV turns are no needles; repos are kept apart
+    assert context.repo_needles == {"r1": (("scale", SCALE), ("multiply", MULTIPLY)), "r2": (("multiply", MULTIPLY),)}
+    assert context.run_needles("repoqa_and_kv", first) == [("scale", SCALE), ("multiply", MULTIPLY)]
+    assert context.session_needles("repoqa_and_kv", first) == [("scale", SCALE)]
+    assert context.session_needles("repoqa_and_kv", third) == [("multiply", MULTIPLY)]
+    # a sample of a repo the context does not know is a run of its own, every turn asked
+    stranger = mix("d", "r9", [("parse", PARSE), ("scale", SCALE)])
+    assert context.run_needles("repoqa_and_kv", stranger) == [("parse", PARSE), ("scale", SCALE)]
+
+
+def test_official_needles_come_from_the_run_fixed_from_the_session():
+    own = Sample(id="a", context="c", turns=(Turn("d", SCALE, {"name": "scale"}),), metadata={"lang": "python", "repo": "r"})
+    # another session of the repo asked a near copy of scale: it is the best needle for the copy's text
+    other = Sample(id="b", context="c", turns=(Turn("d", ONE_CHANGE, {"name": "scale_copy"}),), metadata={"lang": "python", "repo": "r"})
+    context = ScoringContext.for_run("repoqa", "multi-request", [own, other])
+    assert score_turn("repoqa", fenced(ONE_CHANGE), own.turns[0], own, "official", context) == 0.0
+    assert score_turn("repoqa", fenced(ONE_CHANGE), own.turns[0], own, "fixed", context) == 1.0  # BLEU 0.8003
+    assert score_turn("repoqa", fenced(ONE_CHANGE), own.turns[0], own, "official") == 1.0  # no context: own run
+
+
+def test_repoqa_and_kv_kv_turns_in_multi_request_mode():
+    turns = (Turn("describe scale", SCALE, {"task": "scbench_repoqa", "name": "scale"}), Turn("k?", "9c1e-77aa", {"task": "scbench_kv"}))
+    sample = Sample(id="m", context="repo + kv", turns=turns, metadata={"lang": "python", "repo": "r"})
+    multi_request = ScoringContext.for_run("repoqa_and_kv", "multi-request", [sample])
+    multi_turn = ScoringContext.for_run("repoqa_and_kv", "multi-turn", [sample])
+    # officially the KV scorer gets the row dict in multi-request mode: `gold in row` is never true
+    assert score_turn("repoqa_and_kv", "9c1e-77aa", turns[1], sample, "official", multi_request) == 0.0
+    assert score_turn("repoqa_and_kv", "9c1e-77aa", turns[1], sample, "fixed", multi_request) == 1.0
+    assert score_turn("repoqa_and_kv", "9c1e-77aa", turns[1], sample, "official", multi_turn) == 1.0
+    # its RepoQA turns are scored as usual
+    assert score_turn("repoqa_and_kv", fenced(SCALE), turns[0], sample, "official", multi_request) == 1.0

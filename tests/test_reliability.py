@@ -252,7 +252,9 @@ def test_an_over_long_prompt_fails_its_session_only_and_is_retried(short_server,
         {"id": "noturns", "context": "abc", "multi_turns": []},
         {**GOOD_ROW, "id": "short2"},
     ])
-    args = ["bench", "--endpoint", short_server.url, "--data", str(data), "--samples", "3", "--out", str(tmp_path / "out")]
+    # --max-seq-len 0: no middle cut, so the long prompt reaches the server whole in both modes.
+    args = ["bench", "--endpoint", short_server.url, "--data", str(data), "--samples", "3", "--max-seq-len", "0",
+            "--out", str(tmp_path / "out")]
     done = cli(*args, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr

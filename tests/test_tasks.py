@@ -9,7 +9,7 @@ import pytest
 from bench.export import export_official
 from data.loader import CONFIGS
 from data.sample import Sample, Turn
-from data.truncation import prompt_budget, truncate_middle, truncate_sample
+from data.truncation import prompt_budget, truncate_prompt
 from programs import get_program, get_task, task_names
 from programs.mf import statistic
 from runtime.errors import UsageError
@@ -67,21 +67,23 @@ def test_prompt_budget_follows_the_official_runner():
 
 def test_middle_truncation_keeps_both_ends(tiny_tokenizer):
     text = " ".join(f"w{i}" for i in range(400))
-    cut, before, after = truncate_middle(tiny_tokenizer, text, 100)
-    assert before > 100 and after == 100
-    assert cut.startswith("w0 w1") and cut.endswith("w398 w399")
-    assert len(tiny_tokenizer.encode(cut, add_special_tokens=False)) <= 102  # re-tokenising may merge at the seam
-    same, b, a = truncate_middle(tiny_tokenizer, "short text", 100)
-    assert same == "short text" and b == a
+    cut = truncate_prompt(tiny_tokenizer, text, 100)
+    assert cut.tokens_before > 100 and cut.tokens_after == 100 and cut.cut
+    assert cut.text.startswith("w0 w1") and cut.text.endswith("w398 w399")
+    assert cut.text == text[: cut.start] + text[cut.end :]
+    assert len(tiny_tokenizer.encode(cut.text, add_special_tokens=False)) <= 102  # re-tokenising may merge at the seam
+    same = truncate_prompt(tiny_tokenizer, "short text", 100)
+    assert same.text == "short text" and not same.cut and same.tokens_before == same.tokens_after
 
 
-def test_truncated_sample_records_the_cut(tiny_tokenizer):
-    sample = Sample("s", " ".join(f"w{i}" for i in range(400)), (Turn("q", "a"),))
-    cut = truncate_sample(tiny_tokenizer, sample, 50)
-    assert cut.metadata["truncation"]["context_tokens_after"] == 50
-    assert truncate_sample(tiny_tokenizer, sample, 10_000) is sample
-    with pytest.raises(ValueError, match="no room for the context"):
-        truncate_sample(tiny_tokenizer, sample, 0)
+def test_truncation_records_the_cut_and_refuses_an_empty_budget(tiny_tokenizer):
+    text = " ".join(f"w{i}" for i in range(400))
+    cut = truncate_prompt(tiny_tokenizer, text, 50)
+    assert cut.record(50) == {"max_input_length": 50, "prompt_tokens_before": cut.tokens_before,
+                              "prompt_tokens_after": 50, "cut_start": cut.start, "cut_end": cut.end}
+    assert not truncate_prompt(tiny_tokenizer, text, -1).cut  # the official runner cuts nothing then
+    with pytest.raises(ValueError, match="no room for the prompt"):
+        truncate_prompt(tiny_tokenizer, text, 1)
 
 
 def test_official_export_layout(tmp_path):

@@ -104,7 +104,9 @@ def generate_vt(
                 id=f"vt-{seed}-{index}",
                 context=context,
                 turns=turns,
-                metadata={"num_noise": n, "hops": HOPS, "chains": n_chains, "seed": seed, "synthetic": True},
+                # `index` and `length` (the target size in tokens) as the hub's RULER rows have them.
+                metadata={"index": index, "length": context_tokens, "num_noise": n, "hops": HOPS, "chains": n_chains,
+                          "seed": seed, "synthetic": True},
             )
         )
     return samples

@@ -58,14 +58,19 @@ def first_number_match(prediction: str, gold: Any, signed: bool = False) -> floa
     return 1.0 if float(found) == target else 0.0
 
 
-def first_int_match(prediction: str, gold: Any) -> float:
+def first_int_match(prediction: str, gold: Any, coerce: bool = False) -> float:
     """Passkey turns of Mix.Sum+NIAH, as the official `get_score_one_passkey`: the first maximal run
     of ASCII digits in the output, compared as a string with the gold (e.g. "key 0042-7" -> "0042").
+    Leading zeros are significant.
 
-    The official code compares the digit run with the gold *as stored*; the dataset stores it as a
-    string. Here the gold is converted with `str()` first, so an integer gold also works (the
-    official comparison would be str == int, always false). Leading zeros are significant.
+    Officially the digit run is compared with the gold *as stored* (a one-element list unwrapped):
+    the dataset stores a string; a gold stored as a number never equals the string, so it scores 0.
+    With `coerce=True` (fixed mode) the gold goes through `str()` and `strip()` first, so a numeric
+    gold can be matched.
     """
     match = _DIGIT_RUN.search(prediction)
     found = match.group(0) if match else ""
-    return 1.0 if found == str(_single(gold)).strip() else 0.0
+    target = _single(gold)
+    if coerce:
+        target = str(target).strip()
+    return 1.0 if found == target else 0.0

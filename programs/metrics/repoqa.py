@@ -15,7 +15,6 @@ import re
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 THRESHOLD = 0.8
 
@@ -154,21 +153,8 @@ def repoqa_pass(
     """1.0 iff the best-matching needle is the gold function (compared by name, as officially) and
     its BLEU is at least `threshold` (0.8: the official `pass@1` at threshold 0.8), else 0.0.
 
-    The official scorer's needle list is every RepoQA turn predicted for the same repo in the run
-    (after `--max_turns` truncation); here it is what the caller passes (the sample's RepoQA turns).
+    `needles` is what the caller passes: officially every asked RepoQA turn of the run's sessions of
+    the same repo, in the prediction file's order (`ScoringContext.run_needles`).
     """
     name, score = best_needle(model_output, needles, lang)
     return 1.0 if name is not None and name == gold_name and score >= threshold else 0.0
-
-
-def needles_from_turns(turns: Sequence[Any], only_task: str | None = None) -> list[tuple[str, str]]:
-    """(name, code) pairs from a sample's turns (`extras["name"]`, `answer`); with `only_task`, only
-    the turns whose `extras["task"]` equals it (Mix.RepoQA+KV keeps its RepoQA turns)."""
-    needles = []
-    for turn in turns:
-        if only_task is not None and turn.extras.get("task") != only_task:
-            continue
-        if "name" not in turn.extras:
-            raise ValueError("a RepoQA turn needs extras['name'] (the function's name)")
-        needles.append((str(turn.extras["name"]), str(turn.answer)))
-    return needles

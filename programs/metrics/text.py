@@ -49,15 +49,19 @@ def substring_match(prediction: str, gold: Any) -> float:
     return 1.0 if _as_text(gold) in prediction else 0.0
 
 
-def names_found_fraction(prediction: str, gold: Any) -> float:
+def names_found_fraction(prediction: str, gold: Any, per_character: bool = False) -> float:
     """Retr.MultiHop (variable tracking): the fraction of gold names that occur in the output,
     case-insensitive substring test per name, rounded to 2 decimals (official `string_match_all`).
 
     The gold is the list of variable names. Substring, not word, matching: gold "ABCDE" is found
-    inside "XABCDEX". A single string gold is treated as a one-name list (the official code would
-    iterate its characters; the dataset always stores a list, so this case never arises there).
+    inside "XABCDEX". A gold stored as one string is officially iterated character by character
+    (`per_character=True`, official mode); otherwise (fixed mode) it is one name. The dataset always
+    stores a list, so the two agree on it.
     """
-    names = _gold_list(gold)
+    if isinstance(gold, (list, tuple)):
+        names = [_as_text(g) for g in gold]
+    else:
+        names = list(_as_text(gold)) if per_character else [_as_text(gold)]
     if not names:
         return 0.0
     lowered = prediction.lower()

@@ -1,0 +1,86 @@
+"""The row schema of each SCBench config as the hub holds it (`microsoft/SCBench`, split `test`).
+
+Where these facts come from:
+- the dataset card's `dataset_info` features
+  (https://huggingface.co/datasets/microsoft/SCBench/raw/main/README.md): every config has
+  `multi_turns` (a list of turns with `input` and `answer`); `id` (int64) everywhere but
+  `scbench_prefix_suffix` and `scbench_vt`; `context` a string everywhere but `scbench_mf` (list of
+  int64, whose `answer` is int64 too); `options` (4 strings) on choice_eng turns; `task` on
+  many_shot rows and on the turns of the two Mix configs; `code_ratio`, `description`, the
+  byte/line offsets, `func`, `name` and `path` on repoqa turns;
+- the card at revision d6c33e9, where `scbench_vt` was still `multi_turn_vt`: its rows are
+  `index` (int64), `input` (the context, a string), `length` (int64) and `multi_turns` whose
+  `answer` is a list of strings; no `context`, no `id`;
+- SCBench's runner (microsoft/MInference scbench/, fb56c91): eval_utils.py reads
+  `eg["context"] if "context" in eg else eg["input"]` for the string-retrieval, RepoQA, ICL and
+  Mix configs (and En.Sum's multi-request prompt), and run_scbench.py reads the rows' `lang` and
+  `repo` and a RepoQA turn's `name` (repoqa and repoqa_and_kv) and uses the row's position as `id`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from data.sample import Sample
+
+
+@dataclass(frozen=True)
+class HubSchema:
+    """How one config's rows are laid out on the hub."""
+
+    context_field: str = "context"  # "input" for scbench_vt
+    has_id: bool = True
+    context_is_list: bool = False  # scbench_mf: the array itself
+    row_fields: tuple[str, ...] = ()  # other row features (kept in `Sample.metadata`)
+    turn_fields: tuple[str, ...] = ()  # turn features besides input/answer (kept in `Turn.extras`)
+
+
+_REPOQA_TURN = (
+    "name", "path", "description", "func", "start_line", "end_line", "start_byte", "end_byte",
+    "global_start_line", "global_end_line", "global_start_byte", "global_end_byte", "code_ratio",
+)
+
+HUB_SCHEMAS: dict[str, HubSchema] = {
+    "scbench_kv": HubSchema(),
+    "scbench_prefix_suffix": HubSchema(has_id=False),
+    "scbench_vt": HubSchema(context_field="input", has_id=False, row_fields=("index", "length")),
+    "scbench_repoqa": HubSchema(row_fields=("lang", "repo"), turn_fields=_REPOQA_TURN),
+    "scbench_qa_eng": HubSchema(),
+    "scbench_qa_chn": HubSchema(),
+    "scbench_choice_eng": HubSchema(turn_fields=("options",)),
+    "scbench_many_shot": HubSchema(row_fields=("task",)),
+    "scbench_mf": HubSchema(context_is_list=True),
+    "scbench_summary": HubSchema(),
+    "scbench_summary_with_needles": HubSchema(turn_fields=("task",)),
+    "scbench_repoqa_and_kv": HubSchema(row_fields=("lang", "repo"), turn_fields=("task", "name")),
+}
+
+
+def _context_value(sample: Sample, schema: HubSchema) -> Any:
+    if schema.context_is_list:
+        try:
+            return json.loads(sample.context)  # Math.Find's context is printed as a list
+        except json.JSONDecodeError:
+            return sample.context
+    return sample.context
+
+
+def hub_row(sample: Sample, config: str, position: int) -> dict[str, Any]:
+    """`sample` as a row of `config` on the hub: the hub's fields only, by the hub's names.
+
+    `id` is the sample's own when it is a number, else `position`; row and turn fields the hub does
+    not have (a generator's seed, a turn's depth) are left out, so the rows load like the hub's.
+    """
+    schema = HUB_SCHEMAS[config]
+    row: dict[str, Any] = {}
+    if schema.has_id:
+        row["id"] = int(sample.id) if sample.id.isdigit() else position
+    row[schema.context_field] = _context_value(sample, schema)
+    row.update({k: sample.metadata[k] for k in schema.row_fields if k in sample.metadata})
+    row["multi_turns"] = [
+        {"input": t.question, "answer": t.answer, **{k: t.extras[k] for k in schema.turn_fields if k in t.extras}}
+        for t in sample.turns
+    ]
+    return row

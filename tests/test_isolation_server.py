@@ -1,0 +1,105 @@
+"""Sessions are isolated from each other in the radix cache: a session under `--parallel N`
+produces exactly what it produces alone, and never finds another session's (compressed) KV."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sglang as sgl
+
+from tests.test_cli import cli, point_dirs
+
+pytestmark = pytest.mark.server
+
+
+@sgl.function
+def _prefix_and_answer(s, text):
+    s += text
+    s += sgl.gen("answer", max_tokens=2, temperature=0.0)
+
+
+def _cached(backend, text) -> int:
+    state = _prefix_and_answer.run(text=text, backend=backend)
+    return state.get_meta_info("answer")["cached_tokens"]
+
+
+def test_a_namespace_only_reuses_its_own_prefix(connection):
+    text = "A shared instruction that two sessions would otherwise share. " * 20
+    first = connection.backend.for_session("session-a")
+    assert _cached(first, text) == 0
+    assert _cached(first, text) > 100  # its own turns reuse its own context
+    assert _cached(connection.backend.for_session("session-b"), text) == 0  # another session does not
+    assert _cached(connection.backend, text) == 0  # nor does a request without a namespace
+
+
+def _bench(model, out, parallel: int):
+    done = cli("bench", "--model", str(model), "--samples", "4", "--turns", "2", "--context-tokens", "400",
+               "--methods", "snapkv", "--method-arg", "budget=96", "--parallel", str(parallel), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (point,) = point_dirs(out)
+    records = [json.loads(line) for line in (point / "samples.jsonl").read_text().splitlines()]
+    assert records and not [r for r in records if r.get("error")]
+    return {
+        (r["task"], r["mode"], r["sample_index"], r["turn"]):
+            (r["prediction"], r["kept_kv"], r["prompt_tokens"], r["cached_tokens"])
+        for r in records
+    }
+
+
+def test_parallel_sessions_equal_sessions_alone(tiny_model_path, tmp_path):
+    alone = _bench(tiny_model_path, tmp_path / "alone", parallel=1)
+    together = _bench(tiny_model_path, tmp_path / "together", parallel=4)
+    assert together == alone
+    # multi-turn turn 1 and the multi-request commit start from an empty namespace: no other
+    # session's instruction or chat header is reused
+    assert all(cached == 0 for (task, mode, _, turn), (*_, cached) in together.items()
+               if mode == "multi-turn" and turn == 0)
+
+
+class _EvictingEndpoint:
+    """Wraps a session's endpoint: after the context is committed, the radix cache is emptied, as
+    if the server had evicted the context under memory pressure before the questions came."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def commit_lazy_operations(self, s):
+        self.inner.commit_lazy_operations(s)
+        self.inner.flush_cache()
+
+
+def test_a_turn_that_prefills_evicted_context_again_is_recorded(connection, tiny_tokenizer):
+    from dataclasses import replace
+
+    from bench.runner import BenchSpec, run_session
+    from data.generators import generate_kv, token_counter
+    from programs import get_task
+
+    count = token_counter(tiny_tokenizer)
+    sample = generate_kv(count, num_samples=1, context_tokens=400, num_turns=2, seed=3)[0]
+    spec = BenchSpec(tasks=("kv",), modes=("multi-request",), flush_between_sessions=True)
+    normal = run_session(connection, get_task("kv"), sample, "multi-request", spec, count)
+    assert normal.error is None and [r["recomputed_tokens"] for r in normal.records] == [0, 0]
+
+    evicting = replace(connection, backend=_Wrapper(connection.backend))
+    evicted = run_session(evicting, get_task("kv"), sample, "multi-request", spec, count)
+    assert evicted.error is None
+    first = evicted.records[0]  # the first question re-prefills the whole committed context
+    assert first["recomputed_tokens"] >= first["context_tokens"]
+
+
+class _Wrapper:
+    """A connection's backend whose sessions evict their context after committing it."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def for_session(self, namespace):
+        return _EvictingEndpoint(self.backend.for_session(namespace))

@@ -30,9 +30,9 @@ app.command()(tui)
 @app.command()
 def version() -> None:
     """Print the versions of this project and the runtime it uses."""
-    from commands.bench import _versions
+    from runtime.versions import versions
 
-    for name, value in _versions().items():
+    for name, value in versions().items():
         typer.echo(f"{name} {value}")
 
 

@@ -1,7 +1,8 @@
 """Running sessions: each sample of each task, in each mode, as one SGLang program run.
 
-One record per session turn goes to samples.jsonl as soon as the session ends; a session that fails
-(e.g. the server rejects a request) is recorded with its error and the run goes on.
+One record per session turn (`results.records.TurnRecord`, made here and nowhere else) goes to
+samples.jsonl as soon as the session ends; a session that fails (e.g. the server rejects a request)
+is recorded with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import rundir
 from bench.display import Display
 from bench.reuse_check import recomputed_tokens
-from bench.summary import reuse, summarize
 from data.sample import Sample
-from programs.base import SENT, TaskSpec
+from programs.base import SENT
 from programs.metrics.context import ScoringContext
+from programs.spec import TaskSpec
+from results import files
+from results.headers import PointHeader
+from results.identity import PointIdentity
+from results.reader import load_run
+from results.records import TurnRecord
+from results.summary import Summary, summarize
 from runtime.backend import Connection
 from runtime.isolation import session_namespace
 
@@ -53,30 +59,32 @@ class BenchSpec:
 GENERATED_SAMPLES = 3  # sessions per task from an offline generator when --samples is not given
 
 
+# The point of records made outside a sweep (a script running one session): SGLang's own attention.
+UNNAMED_POINT = PointIdentity.make("full", {"method": "full"}, None)
+
+
 @dataclass
 class SessionOutcome:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[TurnRecord] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
 
 
 def data_source(task: TaskSpec, spec: BenchSpec) -> str:
     """Where a task's samples come from: 'generator', 'fixtures', 'hub' or a path."""
-    from data.generators import GENERATORS
     from data.loader import FIXTURES
 
     if spec.data is not None:
         return spec.data
-    return "generator" if task.name in GENERATORS else FIXTURES
+    return "generator" if task.generator is not None else FIXTURES
 
 
 def load_task_samples(task: TaskSpec, spec: BenchSpec, count_tokens, on_skip) -> list[Sample]:
-    from data.generators import GENERATORS
     from data.loader import load_samples
 
     source = data_source(task, spec)
     if source == "generator":
-        return GENERATORS[task.name](
+        return task.generator(
             count_tokens,
             num_samples=GENERATED_SAMPLES if spec.num_samples is None else spec.num_samples,
             context_tokens=spec.context_tokens,
@@ -139,19 +147,27 @@ def scoring_contexts(planned: list[tuple], max_turns: int | None) -> dict[tuple[
 
 def run_session(
     conn: Connection, task: TaskSpec, sample: Sample, mode: str, spec: BenchSpec, count_tokens, index: int = 0,
-    scoring: ScoringContext | None = None, budget_turns: int | None = None,
+    scoring: ScoringContext | None = None, budget_turns: int | None = None, point: PointIdentity = UNNAMED_POINT,
 ) -> SessionOutcome:
     """`scoring`: the run around the session (`scoring_contexts`); None: the session is the run.
-    `budget_turns`: see `fit_to_max_seq_len`."""
+    `budget_turns`: see `fit_to_max_seq_len`. `point`: the sweep point the records belong to."""
     from programs import get_program
 
     if scoring is None:
         scoring = ScoringContext.for_run(task.name, mode, [sample], spec.max_turns)
-    base = {"task": task.name, "mode": mode, "sample_id": sample.id, "sample_index": index}
+
+    def record(**fields: Any) -> TurnRecord:
+        """One of the session's records: the one place a TurnRecord is made."""
+        return TurnRecord(
+            task=task.name, mode=mode, sample_id=str(sample.id), sample_index=index, category=task.category,
+            point=point.label, method=point.method, method_settings=point.settings, budget=point.budget,
+            endpoint=getattr(conn, "url", None), **fields,
+        )
+
     try:
         sample, first_prompt = fit_to_max_seq_len(conn, task, sample, mode, spec, budget_turns)
     except ValueError as err:
-        return SessionOutcome([{**base, "error": f"ValueError: {err}"}], str(err), 0.0)
+        return SessionOutcome([record(error=f"ValueError: {err}", session_turns=1, session_seconds=0.0)], str(err), 0.0)
     program = get_program(task.name, mode)
     kwargs: dict[str, Any] = {"sample": sample, "chat": getattr(conn, "chat_format", None) or False, "max_turns": spec.max_turns}
     if spec.prompts != "official":
@@ -173,28 +189,28 @@ def run_session(
         failure, results = err, None
     seconds = time.monotonic() - started
     if failure is not None or results is None:
-        return SessionOutcome([{**base, "error": f"{type(failure).__name__}: {failure}"}], str(failure), seconds)
+        error = f"{type(failure).__name__}: {failure}"
+        return SessionOutcome([record(error=error, session_turns=1, session_seconds=seconds)], str(failure), seconds)
 
     context_tokens = count_tokens(sample.context)
     records = []
     for result in results:
-        texts = result.pop(SENT, None)  # (held, sent); a program of another origin may not say
-        result["recomputed_tokens"] = None if texts is None else recomputed_tokens(
-            conn.tokenizer, *texts, result["cached_tokens"], getattr(conn, "page_size", 1))
+        texts = result.get(SENT)  # (held, sent); a program of another origin may not say
+        prompt, cached = result.get("prompt_tokens"), result.get("cached_tokens")
         turn = sample.turns[result["turn"]]
-        records.append({
-            **base,
-            **result,
-            "question": turn.question,
-            "gold": turn.answer,
-            "score": task.score(result["prediction"], turn, sample, "official", scoring),
-            "score_fixed": task.score(result["prediction"], turn, sample, "fixed", scoring),
-            "context_tokens": context_tokens,
-            "new_prefill_tokens": None if result["prompt_tokens"] is None else result["prompt_tokens"] - (result["cached_tokens"] or 0),
-            "session_seconds": seconds,
-            "turn_extras": _record_fields(turn.extras),
-            "sample_meta": _record_fields(sample.metadata),
-        })
+        records.append(record(
+            turn=result["turn"], question=turn.question, prediction=result["prediction"], gold=turn.answer,
+            score=task.score(result["prediction"], turn, sample, "official", scoring),
+            score_fixed=task.score(result["prediction"], turn, sample, "fixed", scoring),
+            prompt_tokens=prompt, cached_tokens=cached,
+            new_prefill_tokens=None if prompt is None else prompt - (cached or 0),
+            completion_tokens=result.get("completion_tokens"),
+            recomputed_tokens=None if texts is None else recomputed_tokens(
+                conn.tokenizer, *texts, cached, getattr(conn, "page_size", 1)),
+            context_tokens=context_tokens, latency=result.get("latency"), session_seconds=seconds,
+            session_turns=len(results), finish_reason=result.get("finish_reason"), request_id=result.get("request_id"),
+            turn_extras=_record_fields(turn.extras), sample_meta=_record_fields(sample.metadata),
+        ))
     return SessionOutcome(records, None, seconds)
 
 
@@ -204,9 +220,10 @@ class KeptKVReader:
     def __init__(self, path: Path | None):
         self.path = path
         self.offset = 0
-        self.by_rid: dict[str, float] = {}
+        self.by_rid: dict[str, dict[str, Any]] = {}
 
-    def annotate(self, records: list[dict[str, Any]]) -> None:
+    def annotate(self, records: list[TurnRecord]) -> list[TurnRecord]:
+        """The records with the kept KV their requests reported (None where none did)."""
         if self.path is not None and self.path.exists():
             with self.path.open("r", encoding="utf-8") as fh:
                 fh.seek(self.offset)
@@ -216,11 +233,11 @@ class KeptKVReader:
                     self.offset += len(line.encode("utf-8"))
                     row = json.loads(line)
                     self.by_rid[row["rid"]] = row
-        for record in records:
-            row = self.by_rid.pop(record.get("request_id"), {})
-            record["kept_kv"] = row.get("kept_kv")
-            record["kept_kv_heads"] = row.get("heads")  # what kept_kv averages over: "query" or "kv" heads
-            record["kept_map"] = row.get("kept_map")
+        rows = [self.by_rid.pop(record.request_id, {}) if record.request_id else {} for record in records]
+        return [
+            record.replace(kept_kv=row.get("kept_kv"), kept_kv_heads=row.get("heads"), kept_map=row.get("kept_map"))
+            for record, row in zip(records, rows)
+        ]
 
 
 @dataclass
@@ -228,11 +245,13 @@ class PointRun:
     """One sweep point: a KV method (maybe at a swept budget) on its servers, in its own directory."""
 
     run_dir: Path
-    label: str  # the point's name: the method, plus "-b<budget>" in budget sweeps
-    method: str = "full"
-    budget: int | None = None
+    identity: PointIdentity  # its label ("snapkv", "snapkv-b512"), method settings and effective budget
     stats_path: Path | None = None  # the kvm backend's kept-KV lines (managed servers only)
     parallel: int = 1
+
+    @property
+    def label(self) -> str:
+        return self.identity.label
 
 
 def plan_work(spec: BenchSpec, count_tokens, run_dir: Path, display: Display) -> list[tuple]:
@@ -249,8 +268,8 @@ def plan_work(spec: BenchSpec, count_tokens, run_dir: Path, display: Display) ->
             display.message(f"{task.name}: no offline generator; using the bundled fixtures (pass --data for real rows)")
         samples = load_task_samples(task, spec, count_tokens, on_skip)
         # The sessions' contexts and gold turns, in SCBench's row layout (for viewers and rescoring).
-        (run_dir / rundir.CONTEXTS).mkdir(exist_ok=True)
-        rundir.write_jsonl_atomic(run_dir / rundir.CONTEXTS / f"{task.name}.jsonl", [s.to_row() for s in samples])
+        (run_dir / files.CONTEXTS).mkdir(exist_ok=True)
+        files.write_jsonl_atomic(run_dir / files.CONTEXTS / f"{task.name}.jsonl", [s.to_row() for s in samples])
         if not samples:
             display.message(f"{task.name}: no usable samples")
         per_task.append((task, samples))
@@ -262,28 +281,28 @@ def run_bench(
     conns: list[Connection],
     point: PointRun,
     display: Display,
-    header: dict[str, Any],
-) -> dict[str, Any]:
+    header: PointHeader,
+) -> Summary:
     """Runs the point's unfinished sessions over `conns`, appending each session's records as it
-    ends; returns the summary of the point's directory.
+    ends; writes `header` (with the spec) first and the summary of the point's directory last, and
+    returns the summary.
 
     Every session runs in its own radix-cache namespace (`runtime.isolation`), so its reuse comes
     from itself alone, whatever runs beside it. The cache is also emptied before each session (once
     per mode in parallel), which frees the KV pool for the sessions to come.
     """
-    from bench.resume import prepare_resume, session_key
+    from bench.resume import prepare_resume
     from bench.scheduler import EndpointPool, run_sessions
     from data.generators import token_counter
 
     # SGLang's frontend warns with a traceback when a request fails; the session records that error.
     warnings.filterwarnings("ignore", message="Error in stream_executor", category=UserWarning)
     run_dir = point.run_dir
-    header = {**header, "spec": asdict(spec)}
-    rundir.write_json_atomic(run_dir / rundir.HEADER, header)
+    finished = prepare_resume(run_dir)  # before the header: older records migrate with the header they ran under
+    files.write_json_atomic(run_dir / files.HEADER, header.replace(spec=asdict(spec)).to_dict())
     kept = KeptKVReader(point.stats_path)
     count_tokens = token_counter(conns[0].tokenizer)
-    samples_path = run_dir / rundir.SAMPLES
-    finished = prepare_resume(samples_path)
+    samples_path = run_dir / files.SAMPLES
     planned = plan_work(spec, count_tokens, run_dir, display)
     budget_turns = plan_budget_turns(planned, spec.max_turns)
     _note_max_seq_len(spec, conns[0], display)
@@ -299,7 +318,7 @@ def run_bench(
     def run_one(conn, item):
         task, mode, sample, index = item
         return run_session(conn, task, sample, mode, session_spec, count_tokens, index, scoring[(task.name, mode)],
-                           budget_turns.get(task.name))
+                           budget_turns.get(task.name), point.identity)
 
     display.start(len(work), f"{point.label}: {','.join(spec.tasks)}")
     started = time.monotonic()
@@ -310,13 +329,12 @@ def run_bench(
                 for conn in pool.live():
                     conn.backend.flush_cache()
             for (task, mode_, sample, index), outcome, conn in run_sessions(phase, run_one, pool, point.parallel):
-                _record_session(outcome, point, conn, kept, samples_path)
+                _record_session(outcome, kept, samples_path)
                 _show(display, point, f"{task.name}/{mode_}/{sample.id}", outcome)
     finally:
         display.close()
-        summary = summarize(rundir.read_jsonl(samples_path))
-        summary["wall_seconds"] = round(time.monotonic() - started, 2)
-        rundir.write_json_atomic(run_dir / rundir.SUMMARY, summary)
+        summary = summarize(load_run(run_dir).records, wall_seconds=round(time.monotonic() - started, 2))
+        files.write_json_atomic(run_dir / files.SUMMARY, summary.to_dict())
     return summary
 
 
@@ -328,24 +346,19 @@ def _note_max_seq_len(spec: BenchSpec, conn: Connection, display: Display) -> No
         display.message(f"--max-seq-len {spec.max_seq_len} is capped to the model's context length, {effective} tokens")
 
 
-def _record_session(outcome: SessionOutcome, point: PointRun, conn: Connection, kept: KeptKVReader, path: Path) -> None:
-    kept.annotate(outcome.records)
-    for record in outcome.records:
-        record.update(
-            point=point.label, method=point.method, budget=point.budget, endpoint=conn.url,
-            session_turns=len(outcome.records),
-        )
-    rundir.append_jsonl_many(path, outcome.records)
+def _record_session(outcome: SessionOutcome, kept: KeptKVReader, path: Path) -> None:
+    """Appends the session's records, with the kept KV the server reported, in one fsynced write."""
+    files.append_jsonl_many(path, [record.to_dict() for record in kept.annotate(outcome.records)])
 
 
 def _show(display: Display, point: PointRun, label: str, outcome: SessionOutcome) -> None:
     if outcome.error:
         display.session_done(f"{point.label}/{label}", f"failed: {outcome.error}")
         return
-    scores = " ".join(f"{100 * r['score']:.0f}" for r in outcome.records)
-    reuses = " ".join(f"{reuse(r) or 0:.0%}" for r in outcome.records)
-    kept_kv = [r["kept_kv"] for r in outcome.records if r.get("kept_kv") is not None]
+    scores = " ".join(f"{100 * r.score:.0f}" for r in outcome.records)
+    reuses = " ".join(f"{r.reuse or 0:.0%}" for r in outcome.records)
+    kept_kv = [r.kept_kv for r in outcome.records if r.kept_kv is not None]
     kept_text = f" kept {' '.join(f'{k:.0%}' for k in kept_kv)}" if kept_kv else ""
-    recomputed = sum(r.get("recomputed_tokens") or 0 for r in outcome.records)
+    recomputed = sum(r.recomputed_tokens or 0 for r in outcome.records)
     evicted = f" (re-prefilled {recomputed} evicted context tokens)" if recomputed else ""
     display.session_done(f"{point.label}/{label}", f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s{evicted}")

@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
-from runtime.errors import RuntimeFailure
+from errors import RuntimeFailure
 from runtime.server import is_healthy
 
 

@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import rundir
 from bench.display import Display
 from bench.runner import BenchSpec, PointRun, run_bench
-from runtime.errors import UsageError
-
-SWEEP = "sweep.json"
+from errors import UsageError
+from results import files
+from results.headers import PointHeader, SweepIndex
+from results.identity import PointIdentity
+from results.reader import load_header
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ class Point:
     label: str
     method: Any  # a kvmethods method (or composition) instance
     budget: int | None  # the swept budget; None when budgets are not swept
+
+    @property
+    def effective_budget(self) -> int | None:
+        """The budget the method runs with (swept or set by --method-arg); None when it has none."""
+        return self.method.budget if self.method.uses_budget else None
+
+    @property
+    def identity(self) -> PointIdentity:
+        return PointIdentity.make(self.label, self.method.to_dict(), self.effective_budget)
 
 
 @dataclass
@@ -73,13 +83,12 @@ def sweep_dir_for(out: Path, name: str | None, spec: BenchSpec, points: list[Poi
     return out / f"{tasks}-{digest}"
 
 
-def _check_point_dir(point_dir: Path, spec: BenchSpec, point: Point) -> dict[str, Any] | None:
+def check_point_dir(point_dir: Path, spec: BenchSpec, point: Point) -> PointHeader | None:
     """The point's existing header (None when new); refuses a directory made by other arguments."""
-    path = point_dir / rundir.HEADER
-    if not path.exists():
+    header = load_header(point_dir)  # older formats migrate; a damaged header is one line
+    if header is None:
         return None
-    header = json.loads(path.read_text())
-    if header.get("spec") != json.loads(json.dumps(asdict(spec))) or header.get("method") != point.method.to_dict():
+    if header.spec != json.loads(json.dumps(asdict(spec))) or header.method != point.method.to_dict():
         raise UsageError(
             f"{point_dir} holds a run with other arguments; choose another --name or --out to keep both"
         )
@@ -89,36 +98,35 @@ def _check_point_dir(point_dir: Path, spec: BenchSpec, point: Point) -> dict[str
 def run_sweep(spec: BenchSpec, points: list[Point], servers: Servers, sweep_dir: Path, display: Display,
               base_header: dict[str, Any], parallel: int = 1) -> list[Path]:
     """Runs every unfinished point in turn; returns the point directories."""
-    from bench.export import export_official
+    from results.export import export_official
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json_atomic(sweep_dir / SWEEP, {
-        **base_header, "spec": asdict(spec), "points": [p.label for p in points], "servers": asdict(servers),
-        "parallel": parallel,
-    })
+    index = SweepIndex(**base_header, spec=asdict(spec), points=[p.label for p in points], servers=asdict(servers),
+                       parallel=parallel)
+    files.write_json_atomic(sweep_dir / files.SWEEP, index.to_dict())
     dirs = []
     for number, point in enumerate(points, 1):
         display.message(f"point {number}/{len(points)}: {point.label}")
         point_dir = sweep_dir / point.label
         dirs.append(point_dir)
-        existing = _check_point_dir(point_dir, spec, point)
-        if existing and existing.get("finished"):
+        existing = check_point_dir(point_dir, spec, point)
+        if existing and existing.finished:
             display.message(f"{point.label}: finished earlier ({point_dir})")
             continue
         point_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
             conns, server_info, stats_path = _serve(stack, point, servers, point_dir, display)
-            header = {
-                **base_header, "method": point.method.to_dict(), "method_label": point.label,
-                "budget": point.budget, "server": server_info, "model_path": conns[0].model_path,
-                "chat_template": conns[0].chat, "finished": False,
-            }
-            run = PointRun(point_dir, point.label, point.method.name, point.budget, stats_path, parallel)
+            header = PointHeader(
+                **base_header, method=point.method.to_dict(), method_label=point.label,
+                budget=point.effective_budget, server=server_info, model_path=conns[0].model_path,
+                chat_template=conns[0].chat, finished=False,
+            )
+            run = PointRun(point_dir, point.identity, stats_path, parallel)
             summary = run_bench(spec, conns, run, display, header)
         export_official(point_dir)
-        failed = sum(r["failed_sessions"] for r in summary["results"])
-        header = json.loads((point_dir / rundir.HEADER).read_text())
-        rundir.write_json_atomic(point_dir / rundir.HEADER, {**header, "finished": failed == 0})
+        failed = sum(r.failed_sessions for r in summary.results)
+        header = load_header(point_dir).replace(finished=failed == 0)
+        files.write_json_atomic(point_dir / files.HEADER, header.to_dict())
         if failed:
             display.message(f"{point.label}: {failed} sessions failed; run the same command again to retry them")
     return dirs
@@ -127,29 +135,18 @@ def run_sweep(spec: BenchSpec, points: list[Point], servers: Servers, sweep_dir:
 def _serve(stack, point: Point, servers: Servers, point_dir: Path, display: Display):
     """Connections for a point: the given endpoints, or a managed server started with the point's
     method (its lifetime tied to `stack`). Returns (conns, server info, kept-KV stats path)."""
-    from flashinfer_ext.server_settings import server_settings
     from runtime.backend import connect
-    from runtime.model import cache_dir, resolve_model
-    from runtime.server import ManagedServer, ServerOptions
+    from runtime.method_server import serve_method
 
     if servers.endpoints:
         conns = [connect(url, chat_template=servers.chat_template) for url in servers.endpoints]
         return conns, {"endpoints": servers.endpoints}, None
-    model_path = resolve_model(servers.model)
-    stats_path = (point_dir / "kept_kv.jsonl").resolve()
-    settings = server_settings(point.method, servers.device, str(stats_path))
-    options = ServerOptions(
-        model_path=model_path, device=servers.device, max_total_tokens=servers.max_total_tokens,
-        attention_backend=settings.attention_backend, extra_args=settings.extra_args, env=settings.env,
-    )
-    log_path = point_dir / "server.log"
+    log_path = point_dir / files.SERVER_LOG
     display.message(f"{point.label}: starting SGLang server for {servers.model} (log: {log_path})")
-    server = stack.enter_context(ManagedServer(options, log_path, cache_dir()))
-    display.message(f"{point.label}: server ready at {server.url} in {server.startup_seconds:.1f}s")
-    info = {
-        "managed": True, "model": servers.model, "model_path": model_path, "device": servers.device,
-        "command": options.command(server.port), "env": settings.env,
-        "startup_seconds": round(server.startup_seconds, 2),
-    }
-    conn = connect(server.url, chat_template=servers.chat_template)
-    return [conn], info, stats_path if settings.uses_plugin else None
+    served = stack.enter_context(serve_method(
+        point.method, model=servers.model, device=servers.device, max_total_tokens=servers.max_total_tokens,
+        log_path=log_path, stats_path=(point_dir / files.KEPT_KV).resolve(),
+    ))
+    display.message(f"{point.label}: server ready at {served.url} in {served.startup_seconds:.1f}s")
+    conn = connect(served.url, chat_template=servers.chat_template)
+    return [conn], served.info(), served.stats_path

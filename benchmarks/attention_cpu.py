@@ -124,20 +124,8 @@ def kept_ratios(n: int, num_layers: int = 32) -> dict[str, float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384, 32768])
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, Hq={HQ} Hkv={HKV} D={D} float32")
-    started = time.perf_counter()
-    all_rows, speedups, kept = [], {}, {}
-    for n in args.lengths:
-        rows, sp = bench_length(n)
-        all_rows += rows
-        speedups[n] = sp
-        kept[n] = kept_ratios(n)
-
+def print_results(lengths, all_rows, speedups, kept) -> None:
+    """The prefill table, the kept-KV table and the target line."""
     header = (f"{'tokens':>7} | {'method':<18} | {'plan ms':>8} | {'attend ms':>9} | {'speedup':>7} | {'density':>7}"
               f" | {'keys/row':>8}")
     print("\nPrefill attention, one layer (speedup = dense executor time / (plan + attend))")
@@ -152,7 +140,7 @@ def main() -> None:
 
     print("\nKept-KV ratio after compression (default budgets, mean over 32 layers)")
     print(f"{'tokens':>7} | " + " | ".join(f"{name:>12}" for name in DROPPING))
-    for n in args.lengths:
+    for n in lengths:
         print(f"{n:>7} | " + " | ".join(f"{kept[n][name]:12.4f}" for name in DROPPING))
 
     if TARGET_LEN in speedups:
@@ -162,6 +150,23 @@ def main() -> None:
         verdict = "MET" if met else "NOT MET"
         goal = f"A-shape/Tri-shape (budget 1024) at 16K >= {TARGET_SPEEDUP:.0f}x faster than dense"
         print(f"\nTarget: {goal}: {detail} -> {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 16384, 32768])
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, Hq={HQ} Hkv={HKV} D={D} float32")
+    started = time.perf_counter()
+
+    all_rows, speedups, kept = [], {}, {}
+    for n in args.lengths:
+        rows, speedups[n] = bench_length(n)
+        all_rows += rows
+        kept[n] = kept_ratios(n)
+
+    print_results(args.lengths, all_rows, speedups, kept)
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

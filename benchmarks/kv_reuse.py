@@ -32,14 +32,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from benchmarks.common import (
-    EMBEDDED, MODES, Recorder, choice_list, computed_prefill, default_out, expected_prefill, flush_cache, fmt_pct,
-    fmt_ratio, kv_samples, load_note, load_text, managed_server, prefill_only, ratio, replay, table, target_line,
-    versions, warm_up, waves, within, write_json,
+from benchmarks.measure import (
+    computed_prefill, expected_prefill, fmt_pct, fmt_ratio, load_note, load_text, ratio, table, target_line, within,
+    write_json,
 )
+from benchmarks.options import EMBEDDED, MODES, choice_list, default_out
+from benchmarks.recording import Recorder, waves
+from benchmarks.serving import flush_cache, prefill_only, replay, warm_up
 
 NAME = "kv_reuse"
 TARGET_WALL_RATIO = 3.0
@@ -75,6 +78,7 @@ def prompt_token_counts(tokenizer, mode: str, calls) -> tuple[list[int], int | N
 
 
 def run_mode(conn, url: str, task, sample, mode: str) -> dict:
+    """One session through the frontend program, recorded, then replayed prefill-only."""
     from programs.base import PROGRAMS
 
     program = PROGRAMS[mode].bind(task=task)
@@ -119,70 +123,66 @@ def run_mode(conn, url: str, task, sample, mode: str) -> dict:
     }
 
 
-def server_config(backend: str, label: str) -> dict:
-    """Launch settings of one server: the attention backend, plus --disable-radix-cache for no-radix."""
-    extra = dict(CONFIGS)[label]
-    if backend == "native":
-        return {"extra_args": list(extra), "env": {}, "attention_backend": None}
-    from flashinfer_ext.server_settings import parse_methods, server_settings
+@dataclass
+class Measured:
+    """Every session of the run: results[backend][server][mode], and what surrounds them."""
 
-    settings = server_settings(parse_methods(("full",), ())[0], "cpu", native_full=False)
-    return {"extra_args": settings.extra_args + list(extra), "env": settings.env,
-            "attention_backend": settings.attention_backend}
+    results: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)
+    servers: dict[str, dict] = field(default_factory=dict)
+    context_tokens: int = 0
+    load_before: dict[str, Any] = field(default_factory=dict)
+    load_after: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    modes = choice_list(args.modes, MODES, "--modes")
-    backends = choice_list(args.backends, BACKENDS, "--backends")
-
-    from programs import get_task
+def measure(args: argparse.Namespace, task, modes: tuple[str, ...], backends: tuple[str, ...]) -> Measured:
+    """Each backend with and without the radix cache, one server each, the same session on all."""
+    from kvmethods import get_method
     from runtime.backend import connect
+    from runtime.method_server import serve_method
 
-    task = get_task("kv")
-    if args.max_new_tokens is not None:
-        task = replace(task, max_new_tokens=args.max_new_tokens)
-    args.out.mkdir(parents=True, exist_ok=True)
-    load_before = load_note()
-    started = time.monotonic()
-    results: dict[str, dict[str, dict[str, dict]]] = {}
+    run = Measured(load_before=load_note(), started=time.monotonic())
     sample = None
-    servers = {}
     for backend in backends:
-        results[backend] = {}
-        for label, _ in CONFIGS:
-            config = server_config(backend, label)
-            with managed_server(args.out / f"server-{backend}-{label}.log", **config) as server:
-                servers[f"{backend}/{label}"] = {"command": server.command, "startup_s": round(server.startup_seconds, 1)}
+        run.results[backend] = {}
+        for label, extra in CONFIGS:
+            with serve_method(get_method("full"), log_path=args.out / f"server-{backend}-{label}.log",
+                              extra_args=extra, kvm_always=backend == "kvm") as server:
+                run.servers[f"{backend}/{label}"] = {"command": server.command, "startup_s": round(server.startup_seconds, 1)}
                 conn = connect(server.url)
                 if sample is None:
+                    from benchmarks.samples import kv_samples
+
                     sample = kv_samples(conn.tokenizer, context_tokens=args.context_tokens, turns=args.turns,
                                         seed=args.seed)[0]
+                    run.context_tokens = len(conn.tokenizer.encode(sample.context))
                 warm_up(server.url)
-                results[backend][label] = {}
+                run.results[backend][label] = {}
                 for mode in modes:
-                    r = results[backend][label][mode] = run_mode(conn, server.url, task, sample, mode)
+                    r = run.results[backend][label][mode] = run_mode(conn, server.url, task, sample, mode)
                     r["loadavg_1m_after"] = load_note()["loadavg_1m"]
                     print(f"  {backend:>6} {label:>8} {mode:<13} {r['wall_s']:7.1f} s  prefill "
                           f"{r['computed_prefill_tokens']} tok, prefill-only {r['prefill_only_wall_s']:.1f} s "
                           f"(load {r['loadavg_1m_after']:.2f})", flush=True)
-    load_after = load_note()
+    run.load_after = load_note()
+    return run
 
-    context_tokens = len(conn.tokenizer.encode(sample.context))
-    print(f"\nRetr.KV, one session per mode: {context_tokens}-token context, {args.turns} turns/questions, "
+
+def print_sessions(args, task, modes, backends, run: Measured) -> None:
+    print(f"\nRetr.KV, one session per mode: {run.context_tokens}-token context, {args.turns} turns/questions, "
           f"max_new_tokens {task.max_new_tokens}, greedy; embedded {EMBEDDED}")
     rows = []
     for backend in backends:
         for label, _ in CONFIGS:
             for mode in modes:
-                r = results[backend][label][mode]
+                r = run.results[backend][label][mode]
                 rows.append((backend, mode, label, f"{r['wall_s']:.1f}", r["computed_prefill_tokens"],
                              r["expected_prefill_tokens"],
                              fmt_ratio(ratio(r["computed_prefill_tokens"], r["expected_prefill_tokens"]), 3),
                              r["completion_tokens"], f"{r['prefill_only_wall_s']:.1f}", fmt_pct(r["prefill_share"])))
     print(table(["backend", "mode", "server", "wall s", "prefill computed", "expected", "vs expected",
                  "completion tok", "prefill-only s", "prefill share"], rows, "<<<>>>>>>>"))
-    first = results[backends[0]]["radix"]
+    first = run.results[backends[0]]["radix"]
     print("requests per session: " + ", ".join(
         f"{m} {first[m]['requests']} ({sum(1 for q in first[m]['per_request'] if q['max_new_tokens'] == 0)} commit "
         "the context without decoding)" for m in modes))
@@ -190,25 +190,33 @@ def main(argv=None) -> None:
           "prefill plus the questions (tokenizer counts); prefill-only s: the same requests with max_new_tokens=0, "
           "same order and concurrency; prefill share: prefill-only s / wall s")
 
-    ratio_rows, wall_ratios, prefill_ok = [], {}, {}
+
+def print_ratios(modes, backends, run: Measured) -> dict[str, dict]:
+    """no-radix / radix per backend and mode; returns the wall ratios and the prefill checks."""
+    rows, wall_ratios, prefill_ok = [], {}, {}
     for backend in backends:
-        a, b = results[backend]["radix"], results[backend]["no-radix"]
+        a, b = run.results[backend]["radix"], run.results[backend]["no-radix"]
         for mode in modes:
             key = f"{backend}/{mode}"
             wall_ratios[key] = ratio(b[mode]["wall_s"], a[mode]["wall_s"])
             prefill_ok[key] = within(a[mode]["computed_prefill_tokens"], a[mode]["expected_prefill_tokens"],
                                      TARGET_PREFILL_TOLERANCE)
-            ratio_rows.append((backend, mode, fmt_ratio(wall_ratios[key]),
-                               fmt_ratio(ratio(b[mode]["computed_prefill_tokens"], a[mode]["computed_prefill_tokens"])),
-                               fmt_ratio(ratio(b[mode]["prefill_only_wall_s"], a[mode]["prefill_only_wall_s"])),
-                               "yes" if a[mode]["token_counts_match"] and b[mode]["token_counts_match"] else "NO"))
+            rows.append((backend, mode, fmt_ratio(wall_ratios[key]),
+                         fmt_ratio(ratio(b[mode]["computed_prefill_tokens"], a[mode]["computed_prefill_tokens"])),
+                         fmt_ratio(ratio(b[mode]["prefill_only_wall_s"], a[mode]["prefill_only_wall_s"])),
+                         "yes" if a[mode]["token_counts_match"] and b[mode]["token_counts_match"] else "NO"))
     print("\nno-radix / radix, side by side in this run")
     print(table(["backend", "mode", "wall time", "prefill tokens", "prefill-only time", "tokenizer = server counts"],
-                ratio_rows, "<<>>>>"))
+                rows, "<<>>>>"))
+    return {"wall_ratio": wall_ratios, "prefill_within_tolerance": prefill_ok}
 
+
+def print_targets(task, modes, backends, run: Measured, ratios: dict[str, dict]) -> dict[str, bool]:
+    wall_ratios, prefill_ok = ratios["wall_ratio"], ratios["prefill_within_tolerance"]
+    results = run.results
     wall_met = all(x is not None and x >= TARGET_WALL_RATIO for x in wall_ratios.values())
     print()
-    print(target_line(f"RadixAttention >= {TARGET_WALL_RATIO:.0f}x less wall time at {context_tokens} tokens",
+    print(target_line(f"RadixAttention >= {TARGET_WALL_RATIO:.0f}x less wall time at {run.context_tokens} tokens",
                       ", ".join(f"{k} {fmt_ratio(x)}" for k, x in wall_ratios.items()), wall_met))
     print(target_line(f"computed prefill within {TARGET_PREFILL_TOLERANCE:.0%} of one context prefill + the questions",
                       ", ".join(f"{b}/{m} {results[b]['radix'][m]['computed_prefill_tokens']} vs "
@@ -217,20 +225,7 @@ def main(argv=None) -> None:
                                                 results[b]['radix'][m]['expected_prefill_tokens']) - 1, 2) + ")"
                                 for b in backends for m in modes), all(prefill_ok.values())))
     for backend in backends:
-        missed = [m for m in modes if (wall_ratios[f"{backend}/{m}"] or 0) < TARGET_WALL_RATIO]
-        if not missed:
-            continue
-        a, b = results[backend]["radix"], results[backend]["no-radix"]
-        shares = ", ".join(f"{m}: {fmt_pct(b[m]['prefill_share'])} without reuse, {fmt_pct(a[m]['prefill_share'])} "
-                           f"with" for m in missed)
-        gains = ", ".join(f"{m} {fmt_ratio(ratio(b[m]['prefill_only_wall_s'], a[m]['prefill_only_wall_s']))}"
-                          for m in missed)
-        print(f"Why ({backend}): prefill-only time is this share of the session ({shares}); the rest is decoding "
-              f"(up to {task.max_new_tokens} tokens per answer), which reuse does not shorten. Prefill-only time "
-              f"itself drops {gains} with reuse" + (
-                  ", not more, because SGLang's torch_native extend attends over every row of the sequence "
-                  "(cached prefix included) and keeps only the new rows: reuse saves the prefix's projections and "
-                  "MLP, not its attention." if backend == "native" else "."))
+        print_why_missed(task, modes, backend, run, wall_ratios)
     differ = [f"{b}/{m} {results[b]['radix'][m]['completion_tokens']} vs {results[b]['no-radix'][m]['completion_tokens']}"
               for b in backends for m in modes
               if results[b]["radix"][m]["completion_tokens"] != results[b]["no-radix"][m]["completion_tokens"]]
@@ -238,15 +233,52 @@ def main(argv=None) -> None:
         print("Decode work differs between the two servers (completion tokens radix vs no-radix: " + ", ".join(differ)
               + "): greedy answers are not bit-identical when the KV comes from the cache or from a fresh prefill, "
               "batched differently; some answers then run to the 150-token limit on one side only.")
-    print(f"{load_text(load_before)} before, {load_text(load_after)} after; total {time.monotonic() - started:.0f} s")
+    return {"wall_met": wall_met, "prefill_met": all(prefill_ok.values())}
 
+
+def print_why_missed(task, modes, backend: str, run: Measured, wall_ratios: dict) -> None:
+    """Why a backend's sessions gained less than the target: the share of prefill in the session."""
+    missed = [m for m in modes if (wall_ratios[f"{backend}/{m}"] or 0) < TARGET_WALL_RATIO]
+    if not missed:
+        return
+    a, b = run.results[backend]["radix"], run.results[backend]["no-radix"]
+    shares = ", ".join(f"{m}: {fmt_pct(b[m]['prefill_share'])} without reuse, {fmt_pct(a[m]['prefill_share'])} "
+                       f"with" for m in missed)
+    gains = ", ".join(f"{m} {fmt_ratio(ratio(b[m]['prefill_only_wall_s'], a[m]['prefill_only_wall_s']))}"
+                      for m in missed)
+    print(f"Why ({backend}): prefill-only time is this share of the session ({shares}); the rest is decoding "
+          f"(up to {task.max_new_tokens} tokens per answer), which reuse does not shorten. Prefill-only time "
+          f"itself drops {gains} with reuse" + (
+              ", not more, because SGLang's torch_native extend attends over every row of the sequence "
+              "(cached prefix included) and keeps only the new rows: reuse saves the prefix's projections and "
+              "MLP, not its attention." if backend == "native" else "."))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    modes = choice_list(args.modes, MODES, "--modes")
+    backends = choice_list(args.backends, BACKENDS, "--backends")
+    from programs import get_task
+    from runtime.versions import versions
+
+    task = get_task("kv")
+    if args.max_new_tokens is not None:
+        task = replace(task, max_new_tokens=args.max_new_tokens)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    run = measure(args, task, modes, backends)
+
+    print_sessions(args, task, modes, backends, run)
+    ratios = print_ratios(modes, backends, run)
+    met = print_targets(task, modes, backends, run, ratios)
+    print(f"{load_text(run.load_before)} before, {load_text(run.load_after)} after; "
+          f"total {time.monotonic() - run.started:.0f} s")
     path = write_json(args.out / "result.json", {
         "benchmark": NAME, "args": {k: str(v) for k, v in vars(args).items()}, "versions": versions(),
-        "context_tokens": context_tokens, "max_new_tokens": task.max_new_tokens, "servers": servers,
-        "results": results, "wall_ratio": wall_ratios, "prefill_within_tolerance": prefill_ok,
-        "targets": {"wall_ratio": TARGET_WALL_RATIO, "prefill_tolerance": TARGET_PREFILL_TOLERANCE,
-                    "wall_met": wall_met, "prefill_met": all(prefill_ok.values())},
-        "load_before": load_before, "load_after": load_after,
+        "context_tokens": run.context_tokens, "max_new_tokens": task.max_new_tokens, "servers": run.servers,
+        "results": run.results, **ratios,
+        "targets": {"wall_ratio": TARGET_WALL_RATIO, "prefill_tolerance": TARGET_PREFILL_TOLERANCE, **met},
+        "load_before": run.load_before, "load_after": run.load_after,
     })
     print(f"wrote {path}")
 

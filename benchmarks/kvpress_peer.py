@@ -37,10 +37,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks.common import (
-    REPO, Recorder, choice_list, default_out, fmt_pct, fmt_ratio, load_note, load_text, method_server, ratio,
-    table, target_line, versions, warm_up, write_json,
-)
+from benchmarks.measure import fmt_pct, fmt_ratio, load_note, load_text, ratio, table, target_line, write_json
+from benchmarks.options import EMBEDDED, REPO, choice_list, default_out, resolve_method_list
+from benchmarks.recording import Recorder
+from benchmarks.serving import warm_up
 
 NAME = "kvpress_peer"
 TARGET = 0.90
@@ -168,46 +168,19 @@ def plain_session(task, sample, spec) -> dict:
             "max_new_tokens": task.max_new_tokens}
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    methods = choice_list(args.methods, METHODS, "--methods")
-    if args.setup:
-        failure = setup_venv(args.venv)
-        if failure:
-            print(f"kvpress cannot run here: {failure}")
-            return
-    info, reason = probe_venv(args.venv)
-    if reason:
-        print(f"kvpress cannot run here: {reason}")
-        return
-
-    from transformers import AutoTokenizer
-
-    from bench.runner import BenchSpec, run_session
-    from benchmarks.common import EMBEDDED, kv_samples
-    from data.generators import token_counter
-    from programs import get_task
+def measure_ours(args, methods, task, samples, spec, count) -> dict[str, dict[str, dict]]:
+    """One managed server per method, multi-request sessions through the session runner."""
+    from bench.runner import run_session
     from runtime.backend import connect
-    from runtime.model import resolve_model
+    from runtime.method_server import serve_method
 
-    model_path = resolve_model(EMBEDDED)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    count = token_counter(tokenizer)
-    task = get_task("kv")
-    samples = kv_samples(tokenizer, context_tokens=args.context_tokens, turns=args.turns, samples=args.samples,
-                         seed=args.seed)
-    spec = BenchSpec(tasks=("kv",), modes=("multi-request",), num_samples=args.samples, num_turns=args.turns,
-                     seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    load_before = load_note()
-    started = time.monotonic()
-
-    # Ours: one managed server per method, multi-request sessions through the session runner.
+    instances = {name: resolve_method_list([press_name(name)], method_args_for(name, args))[press_name(name)]
+                 for name in methods}
     ours: dict[str, dict[str, dict]] = {}
     for name in methods:
         ours[name] = {}
-        with method_server(press_name(name), method_args_for(name, args), log_path=args.out / f"server-{name}.log",
-                           extra_args=("--dtype", args.dtype), kvm_full=name.endswith("@kvm")) as server:
+        with serve_method(instances[name], log_path=args.out / f"server-{name}.log",
+                          extra_args=("--dtype", args.dtype), kvm_always=name.endswith("@kvm")) as server:
             conn = connect(server.url)
             warm_up(server.url)
             for sample in samples:
@@ -218,17 +191,21 @@ def main(argv=None) -> None:
                 if outcome.error:
                     raise RuntimeError(f"ours {name} {sample.id}: {outcome.error}")
                 by_id = {c.meta.get("id"): c for c in recorder.generate_calls()}
-                calls = [by_id[r["request_id"]] for r in outcome.records]  # turn order (forks start in any order)
+                calls = [by_id[r.request_id] for r in outcome.records]  # turn order (forks start in any order)
                 ours[name][sample.id] = {
-                    "wall_s": wall, "predictions": [r["prediction"] for r in outcome.records],
-                    "scores": [r["score"] for r in outcome.records],
-                    "prompt_tokens": [r["prompt_tokens"] for r in outcome.records],
+                    "wall_s": wall, "predictions": [r.prediction for r in outcome.records],
+                    "scores": [r.score for r in outcome.records],
+                    "prompt_tokens": [r.prompt_tokens for r in outcome.records],
                     "prompts": [c.payload["text"] for c in calls],
                     "settings": server.method.to_dict(),
                 }
                 print(f"  ours    {name:<12} {sample.id}: {wall:.1f} s", flush=True)
+    return ours
 
-    # kvpress: one worker process, the model loaded once, every press and session.
+
+def measure_kvpress(args, methods, task, samples, spec, model_path: str) -> tuple[dict | None, str | None]:
+    """One worker process in kvpress' venv, the model loaded once, every press and session; returns
+    (its result, None) or (None, why it failed)."""
     job = {
         "model_path": model_path, "dtype": args.dtype,
         "presses": [press_spec(name, args) for name in dict.fromkeys(map(press_name, methods))],
@@ -241,12 +218,13 @@ def main(argv=None) -> None:
                            str(job_path), str(result_path)], env=env, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
-        print(f"kvpress cannot run here: the worker failed: {lines[-1] if lines else done.returncode}")
-        return
-    theirs = json.loads(result_path.read_text())
-    load_after = load_note()
-    total = time.monotonic() - started
+        return None, f"the worker failed: {lines[-1] if lines else done.returncode}"
+    return json.loads(result_path.read_text()), None
 
+
+def compare(methods, task, samples, ours, theirs) -> tuple[list[tuple], dict[str, dict], list[dict]]:
+    """Per method: answers agreed, wall times, scores, prompt equality; returns (table rows,
+    summary, disagreements)."""
     by_key = {(r["press"], r["session"]): r for r in theirs["results"]}
     rows, summary, disagreements = [], {}, []
     for name in methods:
@@ -281,8 +259,11 @@ def main(argv=None) -> None:
         rows.append((name, n, agreed, fmt_pct(s["agreement"], 0), f"{ours_wall:.1f}", f"{kv_wall:.1f}",
                      fmt_ratio(s["kvpress_over_ours"]), f"{100 * s['ours_score']:.0f}", f"{100 * s['kvpress_score']:.0f}",
                      "yes" if prompts_equal else "NO", "yes" if tokens_equal and split_equal else "NO"))
-    full_disagree = {(d["session"], d["question"]) for d in disagreements if d["method"] == "full"}
+    return rows, summary, disagreements
 
+
+def print_comparison(args, methods, task, samples, count, theirs, rows, summary, disagreements) -> dict[str, bool]:
+    """The table, the disagreements and the target lines; returns the verdicts."""
     kept = sorted({r["kept_tokens"] for r in theirs["results"] if r["kept_tokens"] is not None})
     print(f"\nRetr.KV, {args.samples} contexts x {args.turns} questions ({count(samples[0].context)}-token contexts), "
           f"max_new_tokens {task.max_new_tokens}, greedy. ours: multi-request sessions on SGLang (one server per "
@@ -295,6 +276,7 @@ def main(argv=None) -> None:
     print("ours s: run_session wall time (flush, context commit, concurrent questions); kvpress s: the pipeline call "
           "(compress + answers, one after the other), model loading excluded on both sides; score: Retr.KV x100")
     if disagreements:
+        full_disagree = {(d["session"], d["question"]) for d in disagreements if d["method"] == "full"}
         print("\nDisagreements (answers after strip; @i = first differing character):")
         for d in disagreements:
             also = " [also differs under full]" if d["method"] != "full" and (d["session"], d["question"]) in full_disagree else ""
@@ -308,11 +290,51 @@ def main(argv=None) -> None:
                       ", ".join(f"{m} {fmt_pct(summary[m]['agreement'], 0)}" for m in methods), met))
     print(target_line("faster than kvpress end to end (kvpress/ours > 1) for the presses",
                       ", ".join(f"{m} {fmt_ratio(summary[m]['kvpress_over_ours'])}" for m in methods), faster))
+    return {"met": met, "faster": faster}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    methods = choice_list(args.methods, METHODS, "--methods")
+    failure = setup_venv(args.venv) if args.setup else None
+    reason = failure or probe_venv(args.venv)[1]
+    if reason:
+        print(f"kvpress cannot run here: {reason}")
+        return
+    from transformers import AutoTokenizer
+
+    from bench.runner import BenchSpec
+    from benchmarks.samples import kv_samples
+    from data.generators import token_counter
+    from programs import get_task
+    from runtime.model import resolve_model
+    from runtime.versions import versions
+
+    model_path = resolve_model(EMBEDDED)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    count = token_counter(tokenizer)
+    task = get_task("kv")
+    samples = kv_samples(tokenizer, context_tokens=args.context_tokens, turns=args.turns, samples=args.samples,
+                         seed=args.seed)
+    spec = BenchSpec(tasks=("kv",), modes=("multi-request",), num_samples=args.samples, num_turns=args.turns,
+                     seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    load_before, started = load_note(), time.monotonic()
+
+    ours = measure_ours(args, methods, task, samples, spec, count)
+    theirs, reason = measure_kvpress(args, methods, task, samples, spec, model_path)
+    if reason:
+        print(f"kvpress cannot run here: {reason}")
+        return
+    load_after, total = load_note(), time.monotonic() - started
+
+    rows, summary, disagreements = compare(methods, task, samples, ours, theirs)
+    verdict = print_comparison(args, methods, task, samples, count, theirs, rows, summary, disagreements)
     print(f"{load_text(load_before)} before, {load_text(load_after)} after; total {total:.0f} s")
     path = write_json(args.out / "result.json", {
         "benchmark": NAME, "args": {k: str(v) for k, v in vars(args).items()}, "versions": versions(),
         "kvpress_versions": theirs["versions"], "summary": summary, "disagreements": disagreements, "ours": ours,
-        "kvpress": theirs["results"], "target": TARGET, "met": met, "faster": faster, "load_before": load_before,
+        "kvpress": theirs["results"], "target": TARGET, **verdict, "load_before": load_before,
         "load_after": load_after, "total_s": total,
     })
     print(f"wrote {path}")

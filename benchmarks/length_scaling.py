@@ -30,10 +30,9 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.common import (
-    MODES, PeakRss, choice_list, default_out, fmt_ratio, group_pids, load_note, load_text, method_server, ratio, table,
-    target_line, versions, warm_up, write_json,
-)
+from benchmarks.measure import PeakRss, fmt_ratio, group_pids, load_note, load_text, ratio, table, target_line, write_json
+from benchmarks.options import EMBEDDED, MODES, choice_list, default_out, resolve_method_list
+from benchmarks.serving import warm_up
 
 NAME = "length_scaling"
 METHODS = ("full", "a_shape", "snapkv")
@@ -84,69 +83,49 @@ def plot(path: Path, results: list[dict], methods: list[str], modes: list[str]) 
     return path
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    modes = choice_list(args.modes, MODES, "--modes")
-    method_args = tuple(args.method_arg) if args.method_arg is not None else ("budget=512",)
-    from benchmarks.common import resolve_method_list
-
-    try:  # bad methods / fields fail before any server starts
-        instances = resolve_method_list(methods, method_args)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-
-    from transformers import AutoTokenizer
-
+def measure_method(method: str, instance, args, modes, samples, count) -> tuple[list[dict], int]:
+    """Every length and mode on one server for `method`; returns (rows, the server's idle RSS)."""
     from bench.runner import BenchSpec, run_session
-    from benchmarks.common import EMBEDDED, kv_samples
-    from data.generators import token_counter
     from programs import get_task
     from runtime.backend import connect
-    from runtime.model import resolve_model
+    from runtime.method_server import serve_method
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(EMBEDDED))
-    count = token_counter(tokenizer)
-    samples = {n: kv_samples(tokenizer, context_tokens=n, turns=args.turns, seed=args.seed)[0] for n in args.lengths}
     task = get_task("kv")
     # No --max-seq-len cut: each point measures the context length it names.
     spec = BenchSpec(tasks=("kv",), modes=tuple(modes), num_samples=1, num_turns=args.turns, seed=args.seed,
                      max_seq_len=None)
-    args.out.mkdir(parents=True, exist_ok=True)
-    load_before = load_note()
-    started = time.monotonic()
-    results, idle = [], {}
-    for method in methods:
-        with method_server(instances[method], log_path=args.out / f"server-{method.replace('@', '-')}.log",
-                           kvm_full=method.endswith("@kvm")) as server:
-            conn = connect(server.url)
-            warm_up(server.url)
-            pgid = server.process.pid
-            with PeakRss(lambda: group_pids(pgid), interval=0.1) as sampler:
-                time.sleep(0.5)
-                sampler.reset()
-                idle[method] = sampler.last
-                for n in args.lengths:
-                    for mode in modes:
-                        sampler.reset()
-                        t0 = time.monotonic()
-                        outcome = run_session(conn, task, samples[n], mode, spec, count)
-                        wall = time.monotonic() - t0
-                        sampler.sample()
-                        row = {
-                            "method": method, "settings": server.method.to_dict(), "mode": mode,
-                            "context_tokens": count(samples[n].context), "requested_tokens": n, "wall_s": wall,
-                            "peak_rss_bytes": sampler.peak, "rss_samples": sampler.samples, "error": outcome.error,
-                            "prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in outcome.records),
-                            "completion_tokens": sum(r.get("completion_tokens") or 0 for r in outcome.records),
-                            "scores": [r.get("score") for r in outcome.records],
-                        }
-                        results.append(row)
-                        print(f"  {method:<8} {n:>5} {mode:<13} {wall:6.1f} s  peak {sampler.peak / GIB:.2f} GiB"
-                              + (f"  FAILED: {outcome.error}" if outcome.error else ""), flush=True)
-    load_after = load_note()
-    total = time.monotonic() - started
+    rows = []
+    with serve_method(instance, log_path=args.out / f"server-{method.replace('@', '-')}.log",
+                      kvm_always=method.endswith("@kvm")) as server:
+        conn = connect(server.url)
+        warm_up(server.url)
+        pgid = server.process.pid
+        with PeakRss(lambda: group_pids(pgid), interval=0.1) as sampler:
+            time.sleep(0.5)
+            sampler.reset()
+            idle = sampler.last
+            for n in args.lengths:
+                for mode in modes:
+                    sampler.reset()
+                    t0 = time.monotonic()
+                    outcome = run_session(conn, task, samples[n], mode, spec, count)
+                    wall = time.monotonic() - t0
+                    sampler.sample()
+                    rows.append({
+                        "method": method, "settings": instance.to_dict(), "mode": mode,
+                        "context_tokens": count(samples[n].context), "requested_tokens": n, "wall_s": wall,
+                        "peak_rss_bytes": sampler.peak, "rss_samples": sampler.samples, "error": outcome.error,
+                        "prompt_tokens": sum(r.prompt_tokens or 0 for r in outcome.records),
+                        "completion_tokens": sum(r.completion_tokens or 0 for r in outcome.records),
+                        "scores": [r.score for r in outcome.records],
+                    })
+                    print(f"  {method:<8} {n:>5} {mode:<13} {wall:6.1f} s  peak {sampler.peak / GIB:.2f} GiB"
+                          + (f"  FAILED: {outcome.error}" if outcome.error else ""), flush=True)
+    return rows, idle
 
+
+def print_results(args, methods, modes, method_args, results, idle) -> bool:
+    """The table and the target line; returns whether every session finished."""
     print(f"\nRetr.KV, 1 sample, {args.turns} questions, modes: {', '.join(modes)}; settings: {', '.join(method_args)}; "
           f"embedded model, one server per method")
     rows = []
@@ -164,12 +143,44 @@ def main(argv=None) -> None:
     if "full" in methods and any(m != "full" for m in methods) and "full@kvm" not in methods:
         print("note: full runs on SGLang's own CPU attention (torch_native), the other methods on the project's kvm "
               "backend; add full@kvm to --methods for full on the same backend")
-    png = None if args.no_plot else plot(args.out / "length_scaling.png", results, methods, modes)
     ok = all(r["error"] is None for r in results)
     print()
     print(target_line("every method completes every length (time and memory as measured)",
                       f"{sum(r['error'] is None for r in results)}/{len(results)} sessions", ok))
+    return ok
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    modes = choice_list(args.modes, MODES, "--modes")
+    method_args = tuple(args.method_arg) if args.method_arg is not None else ("budget=512",)
+    try:  # bad methods / fields fail before any server starts
+        instances = resolve_method_list(methods, method_args)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    from transformers import AutoTokenizer
+
+    from benchmarks.samples import kv_samples
+    from data.generators import token_counter
+    from runtime.model import resolve_model
+    from runtime.versions import versions
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(EMBEDDED))
+    count = token_counter(tokenizer)
+    samples = {n: kv_samples(tokenizer, context_tokens=n, turns=args.turns, seed=args.seed)[0] for n in args.lengths}
+    args.out.mkdir(parents=True, exist_ok=True)
+    load_before, started = load_note(), time.monotonic()
+
+    results, idle = [], {}
+    for method in methods:
+        rows, idle[method] = measure_method(method, instances[method], args, modes, samples, count)
+        results += rows
+
+    load_after, total = load_note(), time.monotonic() - started
+    print_results(args, methods, modes, method_args, results, idle)
     print(f"{load_text(load_before)} before, {load_text(load_after)} after; total {total:.0f} s")
+    png = None if args.no_plot else plot(args.out / "length_scaling.png", results, methods, modes)
     path = write_json(args.out / "result.json", {
         "benchmark": NAME, "args": {k: str(v) for k, v in vars(args).items()}, "method_args": method_args,
         "versions": versions(), "results": results, "idle_rss_bytes": idle, "png": str(png) if png else None,

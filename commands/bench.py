@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import platform
 import socket
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from commands.common import one_line_errors, split_list
+from runtime.versions import versions
 
 EMBEDDED = "embedded:smollm2-135m-instruct"  # kept in sync with runtime.model.EMBEDDED_MODEL (tested)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("scbench-sgl", "sglang", "torch", "transformers", "datasets"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
-        )
-        commit = done.stdout.strip() if done.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    out["git_commit"] = commit or "unknown"
-    return out
 
 
 def resolve_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
@@ -75,7 +55,7 @@ def bench(
     name: Annotated[Optional[str], typer.Option(help="Sweep directory name (default: tasks + a digest of the arguments, so a rerun resumes).")] = None,
     budgets: Annotated[str, typer.Option(help="Comma-separated budgets to sweep for every method that uses one (e.g. 512,1024,2048).")] = "",
     parallel: Annotated[int, typer.Option(min=1, help="Sessions in flight at once (over all servers).")] = 1,
-    methods: Annotated[str, typer.Option(help="Comma-separated KV methods, one managed server each: full, a_shape, tri_shape, minference, flexprefill, streamingllm, snapkv, pyramidkv, kivi, fp8, quest, or a composition like minference+snapkv.")] = "full",
+    methods: Annotated[str, typer.Option(help="Comma-separated KV methods, one managed server each (e.g. full,snapkv,kivi; an unknown name lists every registered one, SCBENCH_PLUGINS modules' included), or a composition like minference+snapkv.")] = "full",
     method_arg: Annotated[Optional[list[str]], typer.Option("--method-arg", help="field=value for every method that has the field (repeatable), e.g. budget=2048 or minference.budget=1024.")] = None,
     request_timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Give up on a server that sends no reply for this many seconds (default: wait forever, as SGLang's frontend does); the session fails and the server is dropped if its health check fails too.")] = None,
 ) -> None:
@@ -93,12 +73,12 @@ def bench(
 
 def resolve_methods(methods: tuple[str, ...], method_args: tuple[str, ...], endpoint: bool) -> list:
     """Validated method instances; an existing endpoint runs whatever attention it was started with."""
-    from runtime.errors import UsageError
+    from errors import UsageError
 
     if not methods:
         raise UsageError("--methods is empty; give at least one method (e.g. full)")
     try:
-        from flashinfer_ext.server_settings import parse_methods
+        from kvmethods.registry import parse_methods
 
         resolved = parse_methods(methods, method_args)
     except ValueError as err:
@@ -112,7 +92,7 @@ def resolve_methods(methods: tuple[str, ...], method_args: tuple[str, ...], endp
 
 
 def resolve_budgets(budgets: tuple[str, ...]) -> tuple[int, ...]:
-    from runtime.errors import UsageError
+    from errors import UsageError
 
     try:
         values = tuple(int(b, 10) for b in budgets)
@@ -128,8 +108,8 @@ def check_data(spec) -> None:
     usable row for a task, is a usage error (malformed rows among good ones are skipped later, with
     a message each). The hub is left to the run."""
     from data.loader import load_samples
+    from errors import UsageError
     from programs.registry import get_task
-    from runtime.errors import UsageError
 
     if spec.data is None or spec.data == "hub":
         return
@@ -144,7 +124,7 @@ def check_data(spec) -> None:
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
            chat_template, model, endpoints, device, max_total_tokens, out, name, methods, method_args,
            budgets, parallel, request_timeout=None, prompts="official") -> None:
-    from runtime.errors import RuntimeFailure, UsageError
+    from errors import RuntimeFailure, UsageError
     from runtime.server import is_healthy
 
     tasks = resolve_tasks(tasks)
@@ -166,10 +146,8 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
 
     from rich.console import Console
 
-    from bench import rundir
     from bench.display import make_display
     from bench.runner import BenchSpec
-    from bench.summary import results_table, summarize
     from bench.sweep import Servers, plan_points, run_sweep, sweep_dir_for
 
     spec = BenchSpec(
@@ -188,7 +166,7 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     sweep_dir = sweep_dir_for(out, name, spec, points, servers)
     display = make_display()
     display.message(f"sweep directory: {sweep_dir} ({len(points)} points)")
-    header = {"argv": sys.argv, "versions": _versions(), "sweep_dir": str(sweep_dir), "request_timeout": request_timeout}
+    header = {"argv": sys.argv, "versions": versions(), "sweep_dir": str(sweep_dir), "request_timeout": request_timeout}
     started = time.monotonic()
     # SGLang's frontend sends requests with urllib and no timeout: the socket default is the only knob.
     previous_timeout = socket.getdefaulttimeout()
@@ -199,7 +177,10 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     finally:
         socket.setdefaulttimeout(previous_timeout)
 
-    records = [r for d in point_dirs for r in rundir.read_jsonl(d / rundir.SAMPLES)]
+    from results.reader import all_records
+    from results.summary import results_table, summarize
+
+    records = all_records(point_dirs)
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table
     console.print(results_table(summarize(records)))
     console.print(f"wall time {time.monotonic() - started:.1f}s; sweep directory: {sweep_dir}")

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from runtime.errors import RuntimeFailure, UsageError
+from errors import RuntimeFailure, UsageError
 
 
 def split_list(value: str) -> tuple[str, ...]:

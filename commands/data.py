@@ -15,16 +15,14 @@ app = typer.Typer(help="SCBench data: list configs, generate synthetic sets, sho
 
 @app.command("list")
 def list_configs() -> None:
-    """The 12 SCBench configs: task, category, whether an offline generator exists."""
+    """Every task's config: task, category, whether an offline generator exists (SCBench's 12, and
+    any task a module in SCBENCH_PLUGINS adds)."""
     with one_line_errors():
-        from data.generators import GENERATORS
-        from data.loader import CONFIGS
-        from programs import get_task
+        from programs.registry import all_tasks
 
-        for config in CONFIGS:
-            task = get_task(config)
-            generator = "generator" if task.name in GENERATORS else "-"
-            typer.echo(f"{config:32} {task.name:22} {task.category:20} {generator}")
+        for task in all_tasks():
+            generator = "generator" if task.generator is not None else "-"
+            typer.echo(f"{task.config:32} {task.name:22} {task.category:20} {generator}")
 
 
 @app.command()
@@ -40,29 +38,25 @@ def generate(
     """Generate a synthetic set to JSONL, sized with the served model's tokenizer, in the config's hub
     row schema (e.g. scbench_vt rows hold `index`, `input`, `length`; no `id`)."""
     with one_line_errors():
-        from bench import rundir
-        from data.generators import GENERATORS, token_counter
-        from data.schema import hub_row
-        from programs import get_task
-        from programs.registry import unknown
+        from data.generators import token_counter
+        from errors import UsageError
+        from programs.registry import all_tasks, get_task, unknown
+        from results import files
         from runtime.backend import load_tokenizer
         from runtime.model import embedded_model_path
 
         spec = get_task(task)
-        name = spec.name
-        if name not in GENERATORS:
-            raise unknown("generator", task, list(GENERATORS))
+        if spec.generator is None:
+            raise unknown("generator", task, [t.name for t in all_tasks() if t.generator is not None])
         tok = load_tokenizer(tokenizer or str(embedded_model_path()))
         try:
-            generated = GENERATORS[name](token_counter(tok), num_samples=samples, context_tokens=context_tokens, num_turns=turns, seed=seed)
-            rows = [hub_row(s, spec.config, i) for i, s in enumerate(generated)]
+            generated = spec.generator(token_counter(tok), num_samples=samples, context_tokens=context_tokens, num_turns=turns, seed=seed)
+            rows = [spec.hub_schema.row(s, i) for i, s in enumerate(generated)]
         except ValueError as err:
-            from runtime.errors import UsageError
-
             raise UsageError(str(err)) from err
         out.parent.mkdir(parents=True, exist_ok=True)
-        rundir.write_jsonl_atomic(out, rows)
-        typer.echo(f"wrote {len(rows)} {name} sessions to {out}")
+        files.write_jsonl_atomic(out, rows)
+        typer.echo(f"wrote {len(rows)} {spec.name} sessions to {out}")
 
 
 @app.command()
@@ -78,8 +72,8 @@ def show(
         from rich.panel import Panel
 
         from data.loader import load_samples
+        from errors import UsageError
         from programs import get_task
-        from runtime.errors import UsageError
 
         task = get_task(config)
         samples = load_samples(task.config, None if data == "hub" else data, limit=index + 1)

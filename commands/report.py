@@ -1,7 +1,8 @@
 """`python cli.py report | rescore | compare`: SCBench's tables and figures from run directories.
 
 Each RUN_DIR is a run (it holds samples.jsonl: a sweep point or an older single-directory run) or a
-sweep (its subfolders are runs). Nothing here talks to a server.
+sweep (its subfolders are runs), read by `results.reader`. Nothing here talks to a server, and only
+`rescore` loads the tasks (their scorers).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def report(
 ) -> None:
     """SCBench's tables (by category, task and turn, per mode) and figures for finished runs."""
     with one_line_errors():
-        from bench.report import build_report, check_scoring, print_report
-        from bench.results import load_runs, pooled
+        from results.reader import load_runs
+        from results.report import build_report, check_scoring, pooled
+        from results.tables import print_report
 
         check_scoring(scoring)
         runs = load_runs(run_dirs)
@@ -46,9 +48,10 @@ def report(
         if not as_json:
             print_report(data, console)
         if plots:
-            from bench.plots import write_plots
+            from results import files
+            from results.plots import write_plots
 
-            folder = out or Path(run_dirs[0]) / "report"
+            folder = out or Path(run_dirs[0]) / files.REPORT
             data["plots"] = [str(p) for p in write_plots(data, folder, note=lambda text: console.print(f"note: {text}", markup=False, highlight=False))]
             console.print(f"figures: {', '.join(data['plots']) or 'none'}", markup=False, highlight=False)
         if as_json:
@@ -64,8 +67,9 @@ def rescore(
     Uses the task's current metric and the samples saved in contexts/. Not while bench is still
     writing the run: records appended meanwhile would be lost."""
     with one_line_errors():
-        from bench.results import load_runs, rescore_run
-        from runtime.errors import UsageError
+        from errors import UsageError
+        from results.reader import load_runs
+        from results.rescore import rescore_run
 
         if scoring not in ("official", "fixed", "both"):
             raise UsageError(f"unknown scoring '{scoring}'. Valid: official, fixed, both")
@@ -85,11 +89,11 @@ def compare(
 ) -> None:
     """Two runs side by side: score per method, task and mode, and the difference B - A."""
     with one_line_errors():
-        from bench.report import build_report, check_scoring, compare_rows, compare_table, task_categories
-        from bench.results import all_records
+        from results.reader import all_records
+        from results.report import build_report, check_scoring, compare_rows
+        from results.tables import compare_table
 
         check_scoring(scoring)
         records_a, records_b = all_records([run_a]), all_records([run_b])
-        categories = task_categories()
-        rows = compare_rows(build_report(records_a, scoring, categories), build_report(records_b, scoring, categories))
+        rows = compare_rows(build_report(records_a, scoring), build_report(records_b, scoring))
         _console().print(compare_table(rows, str(run_a), str(run_b), scoring))

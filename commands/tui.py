@@ -1,4 +1,5 @@
-"""`python cli.py tui RUN_DIR`: step through a run's sessions in the terminal. Reads files only."""
+"""`python cli.py tui RUN_DIR`: step through a run's sessions in the terminal. Reads files only,
+through `results.reader`, as the report does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def tui(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory (holds samples.jsonl) or a sweep directory (its points do).", show_default=False)],
     task: Annotated[Optional[str], typer.Option(help="Start on a session of this task.")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Start on a session of this mode: multi-turn or multi-request.")] = None,
-    method: Annotated[Optional[str], typer.Option(help="Start on this method's sessions: a point label (snapkv-b512) or a method (its first budget).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Start on this point's sessions: its name as the report shows it, its label (snapkv-b512), or a method (its first budget).")] = None,
 ) -> None:
     """Step through sessions turn by turn: the context with the needle highlighted, question, answer
     vs gold, score, cached / new tokens, latency and the KV kept (keys in the footer)."""

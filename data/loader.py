@@ -2,7 +2,8 @@
 same schema (JSONL / JSON / parquet files, or a folder laid out like the hub repository: a folder
 per config, or the flat data/ folder of one file per config; each config reads its own files only).
 
-Malformed rows are reported (through `on_skip`) and skipped; the run goes on with the rest.
+Malformed rows are reported (through `on_skip`) and skipped; the run goes on with the rest. The
+configs are those of the registered tasks (`programs.registry`), each with its own fixture file.
 """
 
 from __future__ import annotations
@@ -11,32 +12,27 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from data.sample import MalformedRow, Sample, sample_from_row
-from runtime.errors import UsageError
+from errors import UsageError
 
 HF_REPO = "microsoft/SCBench"
-# All 12 configs of the hub dataset, in the paper's order.
-CONFIGS = (
-    "scbench_kv",
-    "scbench_prefix_suffix",
-    "scbench_vt",
-    "scbench_repoqa",
-    "scbench_qa_eng",
-    "scbench_qa_chn",
-    "scbench_choice_eng",
-    "scbench_many_shot",
-    "scbench_mf",
-    "scbench_summary",
-    "scbench_summary_with_needles",
-    "scbench_repoqa_and_kv",
-)
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 # `--data fixtures`: the small hand-made rows shipped with the project (tests and smoke runs).
 FIXTURES = "fixtures"
 
 
+def configs() -> tuple[str, ...]:
+    """The hub configs of every registered task, in the registry's order."""
+    from programs.registry import all_tasks
+
+    return tuple(task.config for task in all_tasks())
+
+
 def fixture_path(config: str) -> Path:
-    return FIXTURES_DIR / f"{config}.jsonl"
+    """The fixture file of a task's config (or name): the task's own, else `data/fixtures/<config>.jsonl`."""
+    from programs.registry import get_task
+
+    return get_task(config).fixture_file()
 
 
 def config_files(folder: Path, config: str) -> list[Path]:
@@ -138,8 +134,9 @@ def load_samples(
     on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Sample]:
     """Validated samples of one SCBench config; `on_skip(row_ref, reason)` hears about bad rows."""
-    if config not in CONFIGS:
-        raise UsageError(f"unknown config '{config}'; valid: {', '.join(CONFIGS)}")
+    known = configs()
+    if config not in known:
+        raise UsageError(f"unknown config '{config}'; valid: {', '.join(known)}")
     if source == FIXTURES:
         source = str(fixture_path(config))
     if source is not None and Path(source).suffix == ".jsonl" and Path(source).is_file():

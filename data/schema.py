@@ -15,6 +15,8 @@ Where these facts come from:
   `eg["context"] if "context" in eg else eg["input"]` for the string-retrieval, RepoQA, ICL and
   Mix configs (and En.Sum's multi-request prompt), and run_scbench.py reads the rows' `lang` and
   `repo` and a RepoQA turn's `name` (repoqa and repoqa_and_kv) and uses the row's position as `id`.
+
+Each task module declares its config's layout (`TaskSpec.hub_schema`); `hub_row` looks it up.
 """
 
 from __future__ import annotations
@@ -36,26 +38,23 @@ class HubSchema:
     row_fields: tuple[str, ...] = ()  # other row features (kept in `Sample.metadata`)
     turn_fields: tuple[str, ...] = ()  # turn features besides input/answer (kept in `Turn.extras`)
 
+    def row(self, sample: Sample, position: int) -> dict[str, Any]:
+        """`sample` as a row in this layout: the hub's fields only, by the hub's names.
 
-_REPOQA_TURN = (
-    "name", "path", "description", "func", "start_line", "end_line", "start_byte", "end_byte",
-    "global_start_line", "global_end_line", "global_start_byte", "global_end_byte", "code_ratio",
-)
-
-HUB_SCHEMAS: dict[str, HubSchema] = {
-    "scbench_kv": HubSchema(),
-    "scbench_prefix_suffix": HubSchema(has_id=False),
-    "scbench_vt": HubSchema(context_field="input", has_id=False, row_fields=("index", "length")),
-    "scbench_repoqa": HubSchema(row_fields=("lang", "repo"), turn_fields=_REPOQA_TURN),
-    "scbench_qa_eng": HubSchema(),
-    "scbench_qa_chn": HubSchema(),
-    "scbench_choice_eng": HubSchema(turn_fields=("options",)),
-    "scbench_many_shot": HubSchema(row_fields=("task",)),
-    "scbench_mf": HubSchema(context_is_list=True),
-    "scbench_summary": HubSchema(),
-    "scbench_summary_with_needles": HubSchema(turn_fields=("task",)),
-    "scbench_repoqa_and_kv": HubSchema(row_fields=("lang", "repo"), turn_fields=("task", "name")),
-}
+        `id` is the sample's own when it is a number, else `position`; row and turn fields the hub
+        does not have (a generator's seed, a turn's depth) are left out, so the rows load like the
+        hub's.
+        """
+        row: dict[str, Any] = {}
+        if self.has_id:
+            row["id"] = int(sample.id) if sample.id.isdigit() else position
+        row[self.context_field] = _context_value(sample, self)
+        row.update({k: sample.metadata[k] for k in self.row_fields if k in sample.metadata})
+        row["multi_turns"] = [
+            {"input": t.question, "answer": t.answer, **{k: t.extras[k] for k in self.turn_fields if k in t.extras}}
+            for t in sample.turns
+        ]
+        return row
 
 
 def _context_value(sample: Sample, schema: HubSchema) -> Any:
@@ -68,19 +67,7 @@ def _context_value(sample: Sample, schema: HubSchema) -> Any:
 
 
 def hub_row(sample: Sample, config: str, position: int) -> dict[str, Any]:
-    """`sample` as a row of `config` on the hub: the hub's fields only, by the hub's names.
+    """`sample` as a row of `config` (a task's config or name) on the hub (`HubSchema.row`)."""
+    from programs.registry import get_task
 
-    `id` is the sample's own when it is a number, else `position`; row and turn fields the hub does
-    not have (a generator's seed, a turn's depth) are left out, so the rows load like the hub's.
-    """
-    schema = HUB_SCHEMAS[config]
-    row: dict[str, Any] = {}
-    if schema.has_id:
-        row["id"] = int(sample.id) if sample.id.isdigit() else position
-    row[schema.context_field] = _context_value(sample, schema)
-    row.update({k: sample.metadata[k] for k in schema.row_fields if k in sample.metadata})
-    row["multi_turns"] = [
-        {"input": t.question, "answer": t.answer, **{k: t.extras[k] for k in schema.turn_fields if k in t.extras}}
-        for t in sample.turns
-    ]
-    return row
+    return get_task(config).hub_schema.row(sample, position)

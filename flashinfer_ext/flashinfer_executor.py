@@ -37,12 +37,11 @@ import torch
 
 from kvmethods.plan import SparsePlan
 
-__all__ = ["attend", "StaticSplit", "split_static", "sink_mask", "PlanMasks", "row_chunks"]
+__all__ = ["attend", "require_cuda", "StaticSplit", "split_static", "sink_mask", "PlanMasks", "row_chunks"]
 
 # Mask elements (rows x keys) per custom-mask call: bounds the device mask and its int64 slash
 # offsets (8 bytes each: 512 MiB), and keeps the kernel's 32-bit bit index far from overflow.
 MASK_ELEMS = 1 << 26
-REQUIRE_CUDA = True  # tests drive the call logic on the CPU with a stand-in flashinfer
 
 
 def attend(
@@ -236,10 +235,17 @@ def _check(q, k, v, plan: SparsePlan) -> tuple[int, int]:
     from kvmethods.torch_executor import check_inputs
 
     q_len, hq, _ = check_inputs(q, k, v, plan)
-    if not ((q.is_cuda or not REQUIRE_CUDA) and k.device == q.device and v.device == q.device):
+    if not (k.device == q.device and v.device == q.device):
         raise ValueError(f"attend: q, k, v must be on one CUDA device, got {q.device}, {k.device}, {v.device}")
+    require_cuda(q.device)
     if q.dtype not in (torch.float16, torch.bfloat16) or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(
             f"attend: FlashInfer needs fp16 or bf16 q, k, v of one dtype, got {q.dtype}, {k.dtype}, {v.dtype}"
         )
     return q_len, hq
+
+
+def require_cuda(device: torch.device) -> None:
+    """FlashInfer's kernels run on CUDA devices only."""
+    if device.type != "cuda":
+        raise ValueError(f"attend: q, k, v must be on one CUDA device, got {device}")

@@ -35,6 +35,7 @@ import json
 
 import torch
 
+from flashinfer_ext.plugin import PROBE_RID_PREFIX
 from flashinfer_ext.slot_state import SlotState
 from kvmethods.base import is_context_prefill
 from sglang.srt.layers.attention.torch_native_backend import TorchNativeAttnBackend
@@ -135,9 +136,12 @@ class KVMethodBackend(TorchNativeAttnBackend):
         self._store(layer, forward_batch, k, v, save_kv_cache)
         state = self._slot_state(layer)
         o, q_, o_ = self._heads(q, layer)
+        rids = forward_batch.rids or []
         start = 0
         for i, (prefix_len, q_len) in enumerate(_extend_lens(forward_batch)):
             seq_len = prefix_len + q_len
+            probe = i < len(rids) and str(rids[i]).startswith(PROBE_RID_PREFIX)
+            decides = is_context_prefill(q_len, seq_len) and not probe  # a measuring probe changes no state
             slots, keys, values = self._request_kv(layer, forward_batch.req_pool_indices[i], seq_len, prefix_len)
             query = q_[start : start + q_len]
             plan = self.method.prefill_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
@@ -147,12 +151,12 @@ class KVMethodBackend(TorchNativeAttnBackend):
             else:
                 out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[start : start + q_len] = out.to(o.dtype)
-            if self.compresses and is_context_prefill(q_len, seq_len):
+            if self.compresses and decides:
                 # The context's prefill. A short cached prefix (another session's identical
                 # instruction, a chat header) keeps its own state; the new slots take the decision.
                 keep = self.method.compress(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
                 state.set_visibility(layer.layer_id, slots[prefix_len:], keep[:, prefix_len:])
-            if self.marks_quantized and is_context_prefill(q_len, seq_len):
+            if self.marks_quantized and decides:
                 self._mark_context(layer, slots, prefix_len)
             start += q_len
         return o
@@ -203,7 +207,7 @@ class KVMethodBackend(TorchNativeAttnBackend):
             for j, n in enumerate(lens):
                 if b0 + j < len(rids) and self.stats.wants(rids[b0 + j]):
                     self.stats.observe(rids[b0 + j], layer.layer_id, visible[j, :, :n], n)
-            slots, visible = _compact(slots, visible)
+            slots, visible = compact_visible(slots, visible)
             # index_select, not advanced indexing: several times faster for row gathers on CPU.
             keys = k_buffer.index_select(0, slots.flatten()).view(*slots.shape, hkv, d)
             values = v_buffer.index_select(0, slots.flatten()).view(*slots.shape, hkv, v_buffer.shape[2])
@@ -220,7 +224,7 @@ def _unrestricted(plan) -> bool:
 DECODE_GATHER_ELEMS = 1 << 24
 
 
-def _compact(slots: torch.Tensor, visible: torch.Tensor, worth: float = 0.75):
+def compact_visible(slots: torch.Tensor, visible: torch.Tensor, worth: float = 0.75):
     """Drops the positions no head of a request sees (dropped keys, padding) when that shortens
     the gather enough to pay: slots [B, L], visible [B, H, L] -> [B, W], [B, H, W], W <= L.
     Kept positions stay in order; rows shorter than W are padded with invisible entries."""

@@ -18,6 +18,9 @@ METHOD_ENV = "SCBENCH_KV_METHOD"
 STATS_ENV = "SCBENCH_KV_STATS"
 # "1": each stats line also lists the visible positions of layer 0, KV head 0 (for tests).
 STATS_DETAIL_ENV = "SCBENCH_KV_STATS_DETAIL"
+# Requests whose id starts with this only measure (programs.likelihood): the backend never
+# compresses or marks anything on them and records no kept-KV line for them.
+PROBE_RID_PREFIX = "scbench-gold-probe-"
 
 
 def method_from_env():

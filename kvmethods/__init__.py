@@ -9,27 +9,29 @@
 Families (see `kvmethods.base`): sparse prefill (a_shape, tri_shape, minference, flexprefill),
 KV dropping (streamingllm, snapkv, pyramidkv), KV quantization (kivi, fp8), KV retrieval (quest),
 baseline (full).
+
+Adding a method: one module in `kvmethods/` (or one named in `SCBENCH_PLUGINS`) with a dataclass
+decorated `@register("name")`; the registry finds it (`kvmethods.registry.discover`).
 """
 
 from __future__ import annotations
 
-from kvmethods import (  # noqa: F401  (importing a method module registers it)
-    a_shape,
-    flexprefill,
-    fp8,
-    full,
-    kivi,
-    minference,
-    pyramidkv,
-    quest,
-    snapkv,
-    streamingllm,
-    tri_shape,
-)
 from kvmethods.base import PHASES, DropMethod, KVMethod, QuantMethod, SparsePrefillMethod
 from kvmethods.composite import Composite
 from kvmethods.plan import SparsePlan
-from kvmethods.registry import METHODS, from_dict, get_method, method_names, parse_method, register
+from kvmethods.registry import (
+    METHODS,
+    discover,
+    from_dict,
+    get_method,
+    method_names,
+    parse_method,
+    parse_methods,
+    register,
+)
+from kvmethods.server_needs import ServerNeeds
+
+discover()  # `METHODS` holds every method once the package is imported
 
 __all__ = [
     "METHODS",
@@ -40,9 +42,12 @@ __all__ = [
     "QuantMethod",
     "SparsePlan",
     "SparsePrefillMethod",
+    "ServerNeeds",
+    "discover",
     "from_dict",
     "get_method",
     "method_names",
     "parse_method",
+    "parse_methods",
     "register",
 ]

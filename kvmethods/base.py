@@ -6,7 +6,9 @@ common `budget` knob. Runners ask capabilities, never class names:
 - `phases` (subset of {"prefill", "compress", "decode", "store"}): which hooks do real work;
 - `stateful`: whether the method keeps state across forward passes (per KV slot or page, or the
   stored KV itself), so a runner must keep it per physical slot and reset it on writes;
-- `uses_budget`: whether `budget` changes anything (budget sweeps can skip the others).
+- `uses_budget`: whether `budget` changes anything (budget sweeps can skip the others);
+- `server_needs(device)`: what the SGLang server that runs it must provide (`ServerNeeds`: the
+  attention backend, whole prefills, the KV page size, SGLang's KV cache dtype).
 
 Hooks (all tensors CPU or device, shapes documented per hook), each a no-op in the base class:
 
@@ -33,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 
 from kvmethods.plan import SparsePlan
+from kvmethods.server_needs import ServerNeeds
 
 __all__ = [
     "HEADS",
@@ -205,6 +208,12 @@ class KVMethod:
         """Heads a runner keeps per-slot state (visibility) for: the KV heads unless the method
         selects per query head."""
         return num_kv_heads
+
+    # -- what the server must provide ------------------------------------------------------------
+
+    def server_needs(self, device: str) -> ServerNeeds:
+        """The `kvm` backend runs the method, each context prefill in one step, pages of one token."""
+        return ServerNeeds()
 
 
 @dataclass(frozen=True)

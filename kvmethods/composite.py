@@ -14,6 +14,7 @@ import torch
 
 from kvmethods.base import KVMethod, is_context_prefill
 from kvmethods.plan import SparsePlan
+from kvmethods.server_needs import ServerNeeds
 
 __all__ = ["Composite"]
 
@@ -72,6 +73,13 @@ class Composite:
     def budget(self) -> int:
         """The KV method's budget when it uses one, else the prefill method's."""
         return self.kv.budget if self.kv.uses_budget else self.prefill.budget
+
+    def server_needs(self, device: str) -> ServerNeeds:
+        """Both parts run on the `kvm` backend (the sparse prefill needs it): the larger of their
+        page sizes, whole prefills if either needs them."""
+        prefill, kv = (part.server_needs(device).on_kvm() for part in (self.prefill, self.kv))
+        return ServerNeeds(page_size=max(prefill.page_size, kv.page_size),
+                           whole_prefill=prefill.whole_prefill or kv.whole_prefill)
 
     # -- serialisation ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import torch
 
 from kvmethods.base import QuantMethod
 from kvmethods.registry import register
+from kvmethods.server_needs import NATIVE, ServerNeeds
 
 E4M3_MAX = 448.0
 
@@ -31,6 +32,13 @@ class FP8(QuantMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._require(self.scale > 0, f"scale must be > 0, got {self.scale}")
+
+    def server_needs(self, device: str) -> ServerNeeds:
+        """On CUDA, SGLang's native FP8 KV cache (`--kv-cache-dtype fp8_e4m3`); elsewhere the `kvm`
+        backend reads the stored KV through `quantize`."""
+        if device == "cuda":
+            return ServerNeeds(backend=NATIVE, kv_cache_dtype="fp8_e4m3")
+        return ServerNeeds()
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         y = (x.float() / self.scale).clamp_(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)

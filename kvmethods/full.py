@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from kvmethods.base import KVMethod
 from kvmethods.registry import register
+from kvmethods.server_needs import NATIVE, ServerNeeds
 
 
 @register("full")
@@ -19,3 +20,7 @@ class Full(KVMethod):
     """
 
     uses_budget: ClassVar[bool] = False
+
+    def server_needs(self, device: str) -> ServerNeeds:
+        """SGLang's own attention backend: the runtime as it ships is the baseline."""
+        return ServerNeeds(backend=NATIVE)

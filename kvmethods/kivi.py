@@ -10,6 +10,7 @@ import torch
 
 from kvmethods.base import QuantMethod
 from kvmethods.registry import register
+from kvmethods.server_needs import ServerNeeds
 
 
 def fake_quant(x: torch.Tensor, dim: int, bits: int) -> torch.Tensor:
@@ -88,6 +89,11 @@ class KIVI(QuantMethod):
             self.residual % self.group_size == 0,
             f"residual ({self.residual}) must be a multiple of group_size ({self.group_size})",
         )
+
+    def server_needs(self, device: str) -> ServerNeeds:
+        """Pages of `group_size` tokens: SGLang matches radix prefixes in whole pages, so a shared
+        prefix never splits a quantization group."""
+        return ServerNeeds(page_size=self.group_size)
 
     def context_split(self, seq_len: int) -> tuple[int, int]:
         """Keys [0, T - T mod residual) and values [0, T - residual) of a T-token context prefill."""

@@ -1,5 +1,9 @@
 """Method registry: register by decorator, look up by name, fail with one helpful line.
 
+Method modules are discovered, not listed: every module of `kvmethods/` and every module
+`SCBENCH_PLUGINS` names (`discovery`) is imported before the first lookup; a method module
+registers its class with `@register("name")`, the shared modules register nothing.
+
 Names: a registered method ("snapkv") or a composition "<sparse prefill>+<KV method>"
 ("minference+snapkv"). Settings are "field=value" strings typed by the dataclass fields. In a
 composition an unqualified field goes to the KV method when it has that field, else to the prefill
@@ -11,11 +15,16 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable, Iterable
 
+from discovery import import_package, import_plugins, plugin_modules
 from kvmethods.base import KVMethod
 
-__all__ = ["METHODS", "register", "method_names", "get_method", "has_field", "parse_method", "from_dict"]
+__all__ = [
+    "METHODS", "discover", "register", "method_names", "get_method", "has_field", "parse_method", "parse_methods",
+    "from_dict",
+]
 
 METHODS: dict[str, type[KVMethod]] = {}
+_discovered_plugins: tuple[str, ...] | None = None
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -33,7 +42,19 @@ def register(name: str) -> Callable[[type[KVMethod]], type[KVMethod]]:
     return deco
 
 
+def discover() -> None:
+    """Imports the method modules once, and the plugins again when `SCBENCH_PLUGINS` changed."""
+    global _discovered_plugins
+    if _discovered_plugins is None:
+        _discovered_plugins = ()
+        import_package("kvmethods")
+    if _discovered_plugins != (plugins := plugin_modules()):
+        _discovered_plugins = plugins
+        import_plugins()
+
+
 def method_names() -> list[str]:
+    discover()
     return sorted(METHODS)
 
 
@@ -43,6 +64,7 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 
 def _method_class(name: str) -> type[KVMethod]:
+    discover()
     if name not in METHODS:
         raise ValueError(f"Unknown method {name!r}.{_suggest(name, METHODS)} Available: {', '.join(method_names())}")
     return METHODS[name]
@@ -169,3 +191,36 @@ def from_dict(data: dict[str, Any]) -> Any:
     if (prefill.name, kv.name) != pair:
         raise ValueError(f"Composition {name!r} does not match its parts {prefill.name!r} and {kv.name!r}")
     return Composite(prefill, kv)
+
+
+def parse_methods(specs: tuple[str, ...], method_args: tuple[str, ...]) -> list:
+    """Method instances for `--methods a,b` with the shared `--method-arg field=value` settings.
+
+    A setting applies to every method that has the field (and must be valid there); qualified by a
+    method's name ("minference.vertical_size=64") it applies to that method alone. A setting no
+    method has is an error, so a typo never silently runs the defaults.
+    """
+    for arg in method_args:
+        if "=" not in arg or not arg.partition("=")[0].strip():
+            raise ValueError(f"--method-arg {arg!r} must look like field=value (e.g. budget=2048)")
+    methods = []
+    for spec in specs:
+        mine = [arg for arg in method_args if has_field(spec, arg.partition("=")[0].strip())]
+        # A qualified setting wins over a shared one whatever their order (later values override).
+        mine.sort(key=lambda arg: "." in arg.partition("=")[0])
+        if "+" not in spec:  # a plain method takes its own qualified fields unqualified
+            mine = [arg.strip().removeprefix(f"{spec.strip()}.") for arg in mine]
+        methods.append(parse_method(spec, mine))
+    for arg in method_args:
+        fname = arg.partition("=")[0].strip()
+        if not any(has_field(spec, fname) for spec in specs):
+            owner = fname.rpartition(".")[0]
+            parts = {p.strip() for spec in specs for p in spec.split("+")}
+            if owner and owner not in parts:
+                raise ValueError(f"--method-arg {arg!r}: {owner!r} is not among --methods ({', '.join(specs)})")
+            target = next((s for s in specs if owner in s.split("+")), specs[0]) if owner else specs[0]
+            parse_method(target, [arg if "+" in target else arg.strip().removeprefix(f"{owner}.")])  # raises the registry's one line, with the field list
+    labels = [m.name for m in methods]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--methods names a method twice: {', '.join(labels)}")
+    return methods

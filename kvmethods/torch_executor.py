@@ -206,12 +206,11 @@ def _dense(qh, kh, vh, off: int, scale: float, out, lse, step: int) -> None:
 
 def _sparse(qh, kh, vh, plan: SparsePlan, vis, scale: float, out, lse, step: int) -> None:
     h, g, n, d = qh.shape
-    off = plan.query_offset
     vmask = plan.vertical_mask()
     dense_from = n - plan.dense_rows
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        c, e = r1 - r0, off + r1
+        c = r1 - r0
         every = plan.covers_causal or r0 >= dense_from  # every row of the chunk sees its causal range
         bands = _band_rows(plan, r0, r1) if plan.slash_band and not every else None
         idx, valid = _candidates(plan, vis, vmask, r0, r1, every or r1 > dense_from, bands)

@@ -1,4 +1,4 @@
-"""SCBench tasks as SGLang frontend programs.
+"""SCBench tasks: one module per task (a `TaskSpec`), run by two SGLang frontend programs.
 
     from programs import get_program, get_task
     from runtime.backend import connect
@@ -10,8 +10,13 @@
 `chat=True` renders the prompts with the chat template `connect` found; pass
 `chat=runtime.chat_template.ChatFormat(tokenizer)` for another backend, or `chat=False` for plain
 text. `prompts="fixed"` corrects SCBench's prompt quirks (`programs.prompts`).
+
+Adding a task: one module in `programs/` (or one named in `SCBENCH_PLUGINS`) that calls
+`register_task(TaskSpec(...))`; see `programs.spec.TaskSpec` for what it declares. Importing this
+package, the registry or a task module imports no SGLang; `get_program` does.
 """
 
-from programs.registry import TASKS, get_program, get_task, register_task, task_names
+from programs.registry import TASKS, all_tasks, get_program, get_task, register_task, task_names
+from programs.spec import TaskSpec
 
-__all__ = ["TASKS", "get_program", "get_task", "register_task", "task_names"]
+__all__ = ["TASKS", "TaskSpec", "all_tasks", "get_program", "get_task", "register_task", "task_names"]

@@ -1,4 +1,5 @@
-"""The shape every SCBench task shares: a task spec (templates, budgets, scorer) and the two programs.
+"""The two SGLang programs every SCBench task runs in (the `@sgl.function`s; tasks are `TaskSpec`s,
+`programs.spec`).
 
 Both programs put the shared context first, so RadixAttention holds its KV once and every later
 turn / request reuses it. Their text is built by `programs.prompts` exactly as SCBench's runner
@@ -14,89 +15,18 @@ builds its prompts (the model's own chat template included); the programs append
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sglang as sgl
 
 from data.sample import Sample, Turn
-from programs.prompts import FIXED, MULTI_REQUEST, MULTI_TURN, OFFICIAL, PROMPT_STYLES, answer_text, session_prompts, turn_fields
+from programs.prompts import MULTI_REQUEST, MULTI_TURN, OFFICIAL, session_prompts
+from programs.spec import MODES, TaskSpec
 
 if TYPE_CHECKING:
-    from programs.metrics.context import ScoringContext
     from runtime.chat_template import ChatFormat
 
-MODES = (MULTI_TURN, MULTI_REQUEST)
-HISTORIES = ("gold", "model")
-__all__ = ["HISTORIES", "MODES", "PROGRAMS", "PROMPT_STYLES", "TaskSpec", "answer_text", "multi_request", "multi_turn"]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One SCBench task: its prompt templates, how long answers may be, how a turn is scored.
-
-    The templates are SCBench's own (scbench/eval_utils.py), by the names used there:
-    `context_template` is `multiturn_templates_scdq` (instruction + `{context}`; for the tasks whose
-    entry is a pair, its first element); `question_template` is
-    `multiturn_follow_up_templates_in_chat_tempate` (a question as the chat follow-ups and the
-    multi-request questions ask it); the first turn is `context_template` + blank line +
-    `first_question_template` (default: `question_template`), which is `multiturn_templates`;
-    `follow_up_template` is `multiturn_follow_up_templates` (plain-text follow-ups; default:
-    `"{pre_ans}\\n\\n"` + `question_template`). `chat_answer_lead` is the text SCBench starts the
-    assistant's reply with in chat follow-ups (En.Sum: "This paper").
-
-    `max_new_tokens` is an int, or a mapping from a turn's `task` field to an int (the Mix tasks).
-    Scores come from `programs.metrics`.
-    """
-
-    name: str
-    config: str
-    category: str
-    context_template: str
-    max_new_tokens: int | Mapping[str, int]
-    question_template: str = "{input}"
-    first_question_template: str | None = None
-    follow_up_template: str | None = None
-    chat_answer_lead: str = ""
-
-    def context_fields(self, sample: Sample, mode: str, style: str) -> dict[str, Any]:
-        """Fields of `context_template` besides `context` (tasks override)."""
-        return {}
-
-    def question_fields(self, sample: Sample, index: int, *, chat_follow_up: bool, style: str) -> dict[str, Any]:
-        """Fields of the question templates for turn `index` (tasks override)."""
-        return turn_fields(sample.turns[index])
-
-    def plain_follow_up_template(self, style: str) -> str:
-        """The plain-text follow-up: SCBench's own, or the fixed style's uniform one."""
-        uniform = "{pre_ans}\n\n" + self.question_template
-        return (self.follow_up_template or uniform) if style == OFFICIAL else uniform
-
-    # The prompts' plain-text parts without quirks, for scripts that rebuild prompts on their own
-    # (the benchmarks): instruction + context, the blank line, a question.
-    separator = "\n\n"
-
-    def shared_prefix(self, sample: Sample) -> str:
-        return self.context_template.format(context=sample.context, **self.context_fields(sample, MULTI_TURN, FIXED))
-
-    def query(self, turn: Turn, first: bool = False) -> str:
-        template = self.first_question_template if first and self.first_question_template else self.question_template
-        return template.format(**self.question_fields(Sample(id="", context="", turns=(turn,)), 0, chat_follow_up=False, style=FIXED))
-
-    def max_tokens(self, turn: Turn) -> int:
-        if isinstance(self.max_new_tokens, Mapping):
-            sub_task = turn.extras.get("task")
-            if sub_task not in self.max_new_tokens:
-                raise ValueError(f"{self.name}: turn has task {sub_task!r}, expected one of {list(self.max_new_tokens)}")
-            return self.max_new_tokens[sub_task]
-        return self.max_new_tokens
-
-    def score(self, prediction: str, turn: Turn, sample: Sample, mode: str = "official", context: ScoringContext | None = None) -> float:
-        """`context`: the run's `programs.metrics.ScoringContext` (None: the sample is the run)."""
-        from programs.metrics import score_turn
-
-        return score_turn(self.name, prediction, turn, sample, mode, context)
+__all__ = ["MODES", "PROGRAMS", "SENT", "TaskSpec", "commit_shared_prefix", "multi_request", "multi_turn"]
 
 
 def commit_shared_prefix(s) -> None:

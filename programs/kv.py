@@ -1,10 +1,13 @@
 """Retr.KV (`scbench_kv`): find the value of a UUID key in a large JSON object.
 
-Metric: the gold value appears in the output, case-sensitive.
+Metric: the gold value appears in the output, case-sensitive (both scoring modes).
 """
 
-from programs.base import TaskSpec
+from data.generators.kv import generate_kv
+from programs.metrics.scorers import on_answer
+from programs.metrics.text import substring_match
 from programs.registry import register_task
+from programs.spec import TaskSpec
 
 KV = register_task(
     TaskSpec(
@@ -13,5 +16,7 @@ KV = register_task(
         category="String Retrieval",
         context_template="Extract the value corresponding to the specified key in the JSON object below.\n\n{context}",
         max_new_tokens=150,
+        scorer=on_answer(substring_match),
+        generator=generate_kv,
     )
 )

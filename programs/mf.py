@@ -1,5 +1,6 @@
 """Math.Find (`scbench_mf`): a statistic of a long integer array. Metric: the first number in the
-output equals the gold integer.
+output equals the gold integer (officially unsigned, so a negative gold never matches; `fixed` reads
+a minus sign). Its hub rows hold the array itself as `context`.
 
 SCBench asks "What is <statistic>?" before the array, the statistic taken from the turn's input by
 the pattern `The .+ is`, and again before every later question. Two quirks of its runner, kept by
@@ -14,10 +15,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from data.generators.mf import generate_mf
 from data.sample import Sample, Turn
-from programs.base import TaskSpec
+from data.schema import HubSchema
+from programs.metrics.numeric import first_number_match
+from programs.metrics.scorers import on_answer
 from programs.prompts import MULTI_REQUEST, OFFICIAL, turn_fields
 from programs.registry import register_task
+from programs.spec import TaskSpec
 
 _TARGET = re.compile(r"The .+ is")
 
@@ -58,5 +63,9 @@ MF = register_task(
         question_template="{prefix}\n\n{input}",
         first_question_template="{input}",
         max_new_tokens=5,
+        scorer=on_answer(first_number_match),
+        fixed_scorer=on_answer(first_number_match, signed=True),
+        hub_schema=HubSchema(context_is_list=True),
+        generator=generate_mf,
     )
 )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from data.sample import Sample, Turn
-    from programs.base import TaskSpec
+    from programs.spec import TaskSpec
     from runtime.chat_template import ChatFormat
 
 MULTI_TURN, MULTI_REQUEST = "multi-turn", "multi-request"

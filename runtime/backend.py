@@ -7,8 +7,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
+from errors import RuntimeFailure, UsageError
 from runtime.chat_template import ChatFormat
-from runtime.errors import RuntimeFailure, UsageError
 from runtime.server import is_healthy
 
 
@@ -80,11 +80,9 @@ def connect(url: str, *, chat_template: bool = True, tokenizer_path: str | None 
     model_path = info.get("model_path") or info.get("tokenizer_path")
     tokenizer = load_tokenizer(tokenizer_path or info.get("tokenizer_path") or model_path)
 
-    import sglang as sgl
     from sglang.lang.chat_template import register_chat_template
 
     from runtime.chat_template import chat_format, derive_chat_template
-
     from runtime.isolation import NamespacedEndpoint
 
     backend = NamespacedEndpoint(url)  # `for_session(key)` gives each session its own radix namespace

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.errors import UsageError
+from errors import UsageError
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

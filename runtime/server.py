@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import RuntimeFailure
+from errors import RuntimeFailure
 
 HOST = "127.0.0.1"
 

@@ -74,13 +74,14 @@ class BackendHarness:
         self.req_to_token[req, :length] = self.req_to_token[from_req, :length]
         self.lengths[req] = length
 
-    def extend(self, req: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def extend(self, req: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               rid: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """New tokens q [n, Hq, D], k, v [n, Hkv, D] after the request's current (cached) length;
-        returns the keys and values attention read [prefix + n, Hkv, D]."""
+        returns the keys and values attention read [prefix + n, Hkv, D]. `rid`: the request id."""
         prefix, n = self.lengths[req], q.shape[0]
         batch = SimpleNamespace(
             out_cache_loc=self._new_slots(req, n), extend_prefix_lens_cpu=[prefix], extend_seq_lens_cpu=[n],
-            req_pool_indices=torch.tensor([req]), rids=[f"req{req}"],
+            req_pool_indices=torch.tensor([req]), rids=[rid or f"req{req}"],
         )
         self.backend.forward_extend(q.reshape(n, -1), k, v, self.layer, batch)
         return self.reads.pop()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from data.generators import token_counter
-from data.loader import CONFIGS, load_samples
+from data.loader import configs, load_samples
 from programs import get_program, get_task
 
 pytestmark = pytest.mark.server
 
 
 @pytest.mark.parametrize("mode", ["multi-turn", "multi-request"])
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", configs())
 def test_task_answers_every_turn_and_reuses_the_context(connection, config, mode):
     task = get_task(config)
     (sample,) = load_samples(config, "fixtures", limit=1)

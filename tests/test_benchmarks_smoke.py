@@ -22,6 +22,14 @@ def test_help(name):
     assert "usage:" in done.stdout and "--out" in done.stdout
 
 
+def test_shared_helpers_import_neither_torch_nor_sglang():
+    """--help and the pure helpers stay fast: whatever needs a server is imported where it is used."""
+    code = ("import sys, benchmarks.measure, benchmarks.options, benchmarks.recording, benchmarks.samples, "
+            "benchmarks.serving; print([m for m in ('torch', 'sglang', 'transformers') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
 def test_worker_is_standalone():
     """The kvpress worker runs in another venv: it must not import this project."""
     source = (REPO / "benchmarks" / "kvpress_worker.py").read_text()
@@ -30,7 +38,7 @@ def test_worker_is_standalone():
 
 
 def test_expected_prefill_multi_turn():
-    from benchmarks.common import expected_prefill
+    from benchmarks.measure import expected_prefill
 
     # turn 1 holds the context (1000) + question; each later turn adds answer + question (50 each)
     assert expected_prefill("multi-turn", [1030, 1080, 1130]) == 1130
@@ -38,7 +46,7 @@ def test_expected_prefill_multi_turn():
 
 
 def test_expected_prefill_multi_request():
-    from benchmarks.common import expected_prefill
+    from benchmarks.measure import expected_prefill
 
     assert expected_prefill("multi-request", [1030, 1031, 1029], context_tokens=1000) == 1000 + 30 + 31 + 29
     assert expected_prefill("multi-request", [], context_tokens=1000) == 1000
@@ -49,7 +57,7 @@ def test_expected_prefill_multi_request():
 
 
 def test_computed_prefill():
-    from benchmarks.common import computed_prefill
+    from benchmarks.measure import computed_prefill
 
     metas = [{"prompt_tokens": 1000, "cached_tokens": 0}, {"prompt_tokens": 1000, "cached_tokens": 999},
              {"prompt_tokens": 1040, "cached_tokens": 1000}, {"prompt_tokens": 7}]
@@ -57,7 +65,7 @@ def test_computed_prefill():
 
 
 def test_ratios_and_targets():
-    from benchmarks.common import fmt_pct, fmt_ratio, ratio, target_line, verdict, within
+    from benchmarks.measure import fmt_pct, fmt_ratio, ratio, target_line, verdict, within
 
     assert ratio(6, 2) == 3 and ratio(1, 0) is None and ratio(None, 2) is None
     assert fmt_ratio(3.0) == "3.00x" and fmt_ratio(None) == "-" and fmt_ratio(1.23456, 3) == "1.235x"
@@ -68,7 +76,7 @@ def test_ratios_and_targets():
 
 
 def test_table():
-    from benchmarks.common import table
+    from benchmarks.measure import table
 
     out = table(["mode", "wall s"], [("multi-turn", "1.5"), ("mr", None)]).splitlines()
     assert out[0] == "mode       | wall s"
@@ -77,7 +85,7 @@ def test_table():
 
 
 def test_waves_group_overlapping_calls():
-    from benchmarks.common import Call, waves
+    from benchmarks.recording import Call, waves
 
     calls = [Call("u/generate", {}, 0.0, 1.0), Call("u/generate", {}, 1.1, 1.2),
              Call("u/generate", {}, 1.3, 5.0), Call("u/generate", {}, 1.31, 4.0), Call("u/generate", {}, 1.32, 6.0),
@@ -86,7 +94,7 @@ def test_waves_group_overlapping_calls():
 
 
 def test_prefill_only_copies():
-    from benchmarks.common import prefill_only
+    from benchmarks.serving import prefill_only
 
     payload = {"text": "x", "sampling_params": {"max_new_tokens": 150, "temperature": 0.0}}
     out = prefill_only(payload)
@@ -95,10 +103,10 @@ def test_prefill_only_copies():
 
 
 def test_peak_rss_sees_an_allocation():
-    from benchmarks.common import PeakRss, group_pids, rss_bytes, tree_pids
+    from benchmarks.measure import PeakRss, group_pids, rss_bytes
 
     me = os.getpid()
-    assert me in tree_pids(me) and me in group_pids(os.getpgid(me))
+    assert me in group_pids(os.getpgid(me))
     assert rss_bytes([me]) > 10 * 2**20
     with PeakRss(lambda: [me], interval=0.02) as sampler:
         time.sleep(0.1)
@@ -113,7 +121,7 @@ def test_peak_rss_sees_an_allocation():
 
 def test_kvpress_helpers(tmp_path):
     from benchmarks.kvpress_peer import agree, first_difference, method_args_for, probe_venv
-    from flashinfer_ext.server_settings import parse_methods
+    from kvmethods.registry import parse_methods
 
     assert agree(" abc\n", "abc") and not agree("abc", "abd")
     assert first_difference("abcdef", "abcxef") == 3 and first_difference("abc", "abcd") == 3
@@ -128,7 +136,7 @@ def test_kvpress_helpers(tmp_path):
 def test_reconstructed_prompts_are_scbench_prompts(tmp_path, mode):
     """The texts the benchmarks replay are SCBench's own prompts (the vendored reference's pieces,
     gold history), rendered with the model's chat template."""
-    from benchmarks.common import reconstruct_prompts
+    from benchmarks.samples import reconstruct_prompts
     from data.sample import Sample, Turn
     from programs import get_task
     from tests.reference import scbench_prompts as ref
@@ -148,7 +156,7 @@ def test_reconstructed_prompts_are_scbench_prompts(tmp_path, mode):
 
 
 def test_method_list_with_backend_suffix():
-    from benchmarks.common import resolve_method_list
+    from benchmarks.options import resolve_method_list
 
     methods = resolve_method_list(["full", "full@kvm", "a_shape", "snapkv"], ["budget=512"])
     assert list(methods) == ["full", "full@kvm", "a_shape", "snapkv"]
@@ -161,10 +169,8 @@ def test_method_list_with_backend_suffix():
 
 
 def test_choice_lists_are_checked_before_any_work():
-    from benchmarks.common import MODES, choice_list
-    from programs.base import MODES as PROGRAM_MODES
+    from benchmarks.options import MODES, choice_list
 
-    assert MODES == PROGRAM_MODES
     assert choice_list(" multi-turn, ,multi-request", MODES, "--modes") == ("multi-turn", "multi-request")
     with pytest.raises(SystemExit, match=r"^--modes: unknown value 'bogus'; valid: multi-turn, multi-request$"):
         choice_list("multi-turn,bogus", MODES, "--modes")

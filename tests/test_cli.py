@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from kvmethods import method_names
+from programs.registry import task_names
 from tests.conftest import REPO
 
 
@@ -36,12 +38,12 @@ def test_help_imports_neither_torch_nor_sglang():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--tasks", "kvv"], "error: unknown task 'kvv'. Did you mean 'kv'? Valid: kv, prefix_suffix, vt, repoqa, qa_eng, qa_chn, choice_eng, many_shot, mf, summary, summary_with_needles, repoqa_and_kv"),
+        (["--tasks", "kvv"], "error: unknown task 'kvv'. Did you mean 'kv'? Valid: " + ", ".join(task_names())),
         (["--modes", "multi"], "error: unknown mode 'multi'. Did you mean 'multi-turn'? Valid: multi-turn, multi-request"),
         (["--history", "silver"], "error: unknown history 'silver'. Valid: gold, model"),
         (["--device", "tpu"], "error: unknown device 'tpu'. Valid: cpu, cuda"),
         (["--model", "./no/such/model"], "error: --model ./no/such/model: no such path"),
-        (["--methods", "snap"], "error: Unknown method 'snap'. Did you mean 'snapkv'? Available: a_shape, flexprefill, fp8, full, kivi, minference, pyramidkv, quest, snapkv, streamingllm, tri_shape"),
+        (["--methods", "snap"], "error: Unknown method 'snap'. Did you mean 'snapkv'? Available: " + ", ".join(method_names())),
         (["--methods", "snapkv", "--method-arg", "budgte=64"], "error: Method 'snapkv' has no field 'budgte'. Did you mean 'budget'? Fields: budget, heads, window, kernel_size, pooling"),
         (["--methods", "snapkv,quest", "--endpoint", "http://127.0.0.1:9"], "error: with --endpoint the server's own attention runs: give at most one method (its label) and no --method-arg; to compare methods, let bench start one server per method (omit --endpoint)"),
     ],

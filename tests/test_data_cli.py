@@ -8,11 +8,13 @@ from data.sample import sample_from_row
 from tests.test_cli import cli
 
 
-def test_list_names_all_twelve_configs():
+def test_list_names_every_registered_task():
+    from programs.registry import all_tasks
+
     done = cli("data", "list")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert len(lines) == 12
+    assert [line.split()[:2] for line in lines] == [[t.config, t.name] for t in all_tasks()]
     assert lines[0].split()[:2] == ["scbench_kv", "kv"] and lines[0].split()[-1] == "generator"
     assert "-" == [l for l in lines if l.startswith("scbench_qa_eng")][0].split()[-1]
 

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from bench.runner import KeptKVReader
-from bench.summary import results_table, summarize
 from flashinfer_ext.plugin import BACKEND_NAME, METHOD_ENV, STATS_ENV, method_from_env, register
-from flashinfer_ext.server_settings import parse_methods, server_settings
+from flashinfer_ext.server_settings import server_settings
 from flashinfer_ext.slot_state import SlotState
+from kvmethods.registry import parse_methods
+from results.records import TurnRecord
+from results.summary import results_table, summarize
 
 
 def test_entry_point_points_at_register():
@@ -54,6 +56,19 @@ def test_server_settings_per_method():
     assert "--page-size" not in s.extra_args
     assert server_settings(fp8, "cuda").extra_args == ["--kv-cache-dtype", "fp8_e4m3"]
     assert server_settings(fp8, "cpu").uses_plugin
+    on_kvm = server_settings(full, "cpu", kvm_always=True)  # to check the executor against SGLang's
+    assert on_kvm.uses_plugin and json.loads(on_kvm.env[METHOD_ENV])["method"] == "full"
+    assert server_settings(fp8, "cuda", kvm_always=True).extra_args == ["--chunked-prefill-size", "-1", "--disable-cuda-graph"]
+
+
+def test_plugin_modules_reach_the_server_processes(monkeypatch):
+    from discovery import PLUGINS_ENV
+
+    full, snapkv = parse_methods(("full", "snapkv"), ())
+    assert PLUGINS_ENV not in server_settings(snapkv, "cpu").env
+    monkeypatch.setenv(PLUGINS_ENV, " lab.tasks , lab.methods,")
+    for method in (full, snapkv):
+        assert server_settings(method, "cpu").env[PLUGINS_ENV] == "lab.tasks,lab.methods"
 
 
 @pytest.mark.parametrize(
@@ -141,24 +156,26 @@ def test_backend_reads_quantized_kv_by_the_method_scope(name):
     assert torch.equal(keys[64:], k[64:100]) and torch.equal(keys[:64], want_k[:64])
 
 
+def record(method: str = "full", turn: int = 0, request_id: str | None = None, **fields) -> TurnRecord:
+    return TurnRecord(task="kv", mode="multi-turn", sample_id="s", sample_index=0, category="String Retrieval",
+                      point=method, method=method, method_settings={"method": method}, budget=None, turn=turn,
+                      request_id=request_id, **fields)
+
+
 def test_kept_kv_lines_join_records_by_request_id(tmp_path):
     path = tmp_path / "kept.jsonl"
     reader = KeptKVReader(path)
-    records = [{"request_id": "a"}, {"request_id": "b"}]
-    reader.annotate(records)  # no file yet
-    assert [r["kept_kv"] for r in records] == [None, None]
-    path.write_text(json.dumps({"rid": "a", "kept_kv": 0.25}) + "\n" + '{"rid": "b", "kep')  # b half-written
-    records = [{"request_id": "a"}, {"request_id": "b"}]
-    reader.annotate(records)
-    assert [r["kept_kv"] for r in records] == [0.25, None]
+    records = reader.annotate([record(request_id="a"), record(request_id="b")])  # no file yet
+    assert [r.kept_kv for r in records] == [None, None]
+    path.write_text(json.dumps({"rid": "a", "kept_kv": 0.25, "heads": "query"}) + "\n" + '{"rid": "b", "kep')  # b half-written
+    records = reader.annotate([record(request_id="a"), record(request_id="b")])
+    assert [(r.kept_kv, r.kept_kv_heads) for r in records] == [(0.25, "query"), (None, None)]
     with path.open("a") as fh:
         fh.write('t_kv": 0.5}\n')
-    records = [{"request_id": "b"}]
-    reader.annotate(records)
-    assert records[0]["kept_kv"] == 0.5
-    records = [{"request_id": "a"}]
-    KeptKVReader(None).annotate(records)  # a server without the plugin reports nothing
-    assert records[0]["kept_kv"] is None
+    (got,) = reader.annotate([record(request_id="b")])
+    assert got.kept_kv == 0.5
+    (got,) = KeptKVReader(None).annotate([record(request_id="a")])  # a server without the plugin reports nothing
+    assert got.kept_kv is None
 
 
 def test_kept_map_gives_the_visible_share_per_position_range():
@@ -174,17 +191,14 @@ def test_kept_map_gives_the_visible_share_per_position_range():
 
 def test_summary_groups_by_method_in_run_order():
     def rec(method, turn, score, kept):
-        return {"method": method, "task": "kv", "mode": "multi-turn", "sample_id": "s", "turn": turn,
-                "score": score, "prompt_tokens": 100, "cached_tokens": 50, "kept_kv": kept}
+        return record(method, turn, score=score, prompt_tokens=100, cached_tokens=50, kept_kv=kept)
 
     records = [rec("snapkv", 0, 1.0, 0.2), rec("snapkv", 1, 0.0, 0.3), rec("full", 0, 1.0, None)]
     summary = summarize(records)
-    assert [r["method"] for r in summary["results"]] == ["snapkv", "full"]
-    snap = summary["results"][0]
-    assert [t["kept_kv"] for t in snap["turns"]] == [0.2, 0.3] and snap["score"] == 0.5
-    assert summary["results"][1]["turns"][0]["kept_kv"] is None
-    legacy = summarize([{k: v for k, v in records[2].items() if k != "method"}])
-    assert legacy["results"][0]["method"] == "full"
+    assert [r.method for r in summary.results] == ["snapkv", "full"]
+    snap = summary.results[0]
+    assert [t.kept_kv for t in snap.turns] == [0.2, 0.3] and snap.score == 0.5
+    assert summary.results[1].turns[0].kept_kv is None
     from rich.console import Console
 
     console = Console(width=200, record=True)
@@ -195,7 +209,7 @@ def test_summary_groups_by_method_in_run_order():
 
 def test_batched_decode_matches_the_executor_per_request():
     # The backend's decode for methods without a decode phase: padded, masked, all requests at once.
-    from flashinfer_ext.kvm_backend import _compact, masked_decode
+    from flashinfer_ext.kvm_backend import compact_visible, masked_decode
     from kvmethods.plan import SparsePlan
     from kvmethods.torch_executor import attend
 
@@ -217,11 +231,11 @@ def test_batched_decode_matches_the_executor_per_request():
     assert out[2, 3:].abs().sum() == 0 and out[2, :3].abs().sum() > 0  # heads 3-5 read KV head 1
     # Dropping the positions no head sees (as the backend does before gathering) changes nothing.
     slots = torch.arange(width).expand(len(lens), -1)
-    kept, kept_visible = _compact(slots, visible)
+    kept, kept_visible = compact_visible(slots, visible)
     assert kept.shape[1] < width and kept_visible.sum() == visible.sum()
     rows = torch.arange(len(lens))[:, None]
     compact = masked_decode(q, k[rows, kept], v[rows, kept], kept_visible, scale=0.25)
     torch.testing.assert_close(compact, out, rtol=1e-5, atol=1e-6)
     everything = torch.ones(len(lens), hkv, width, dtype=torch.bool)
-    assert _compact(slots, everything)[0] is slots  # nothing to drop: no copy
+    assert compact_visible(slots, everything)[0] is slots  # nothing to drop: no copy
 

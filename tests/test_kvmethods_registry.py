@@ -8,22 +8,25 @@ import json
 import pytest
 
 import kvmethods
-from kvmethods import METHODS, PHASES, Composite, from_dict, get_method, method_names, parse_method
-
-EXPECTED = {
-    "full", "a_shape", "tri_shape", "minference", "flexprefill",
-    "streamingllm", "snapkv", "pyramidkv", "kivi", "fp8", "quest",
-}  # fmt: skip
+from kvmethods import METHODS, PHASES, Composite, ServerNeeds, from_dict, get_method, method_names, parse_method
+from tests.conftest import REPO
 
 
-def test_every_method_is_registered():
-    assert set(method_names()) == EXPECTED
-    assert method_names() == sorted(EXPECTED)
+def test_every_method_module_is_registered():
+    """Discovery finds every `@register("name")` of kvmethods/, and the README's table lists each."""
+    import re
+
+    declared = {m for p in (REPO / "kvmethods").glob("*.py") for m in re.findall(r'^@register\("(\w+)"\)', p.read_text(), re.M)}
+    assert declared and set(method_names()) == declared
+    assert method_names() == sorted(METHODS)
     for name, cls in METHODS.items():
         assert cls.name == name
+    readme = (REPO / "README.md").read_text()
+    for name in method_names():
+        assert f"`{name}`" in readme, f"README's KV methods table does not list {name}"
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", method_names())
 def test_method_shape_and_docs(name):
     cls = METHODS[name]
     method = get_method(name)
@@ -41,7 +44,7 @@ def test_method_shape_and_docs(name):
 
 
 def test_capabilities_by_family():
-    caps = {n: (METHODS[n].phases, METHODS[n].stateful) for n in EXPECTED}
+    caps = {n: (METHODS[n].phases, METHODS[n].stateful) for n in method_names()}
     assert caps["full"] == (frozenset(), False)
     for n in ("a_shape", "tri_shape", "minference", "flexprefill"):
         assert caps[n] == (frozenset({"prefill"}), False)
@@ -169,3 +172,23 @@ def test_from_dict_errors():
 def test_package_exports():
     for name in ("get_method", "parse_method", "from_dict", "method_names", "METHODS", "SparsePlan"):
         assert hasattr(kvmethods, name)
+
+
+def test_server_needs_are_a_capability_of_the_method():
+    """What the server must provide comes from the method: SGLang's own backend for `full` (and
+    its FP8 KV cache for FP8 on CUDA), the `kvm` backend with whole prefills for the rest, KIVI's
+    group as the page size (a composition keeps its parts' largest page)."""
+    for name in method_names():
+        for device in ("cpu", "cuda"):
+            needs = get_method(name).server_needs(device)
+            assert type(needs) is ServerNeeds
+            assert needs.backend == "kvm" or name in ("full", "fp8")
+    assert get_method("full").server_needs("cpu") == ServerNeeds(backend="native")
+    assert get_method("fp8").server_needs("cuda") == ServerNeeds(backend="native", kv_cache_dtype="fp8_e4m3")
+    assert get_method("fp8").server_needs("cpu") == ServerNeeds()
+    assert get_method("kivi", group_size=16, residual=32).server_needs("cpu") == ServerNeeds(page_size=16)
+    assert get_method("a_shape+kivi").server_needs("cuda") == ServerNeeds(page_size=32)
+    assert get_method("a_shape+fp8").server_needs("cuda") == ServerNeeds()  # the sparse prefill needs kvm
+    assert ServerNeeds(backend="native", page_size=4).on_kvm() == ServerNeeds(page_size=4)
+    with pytest.raises(ValueError, match="only with backend 'native'"):
+        ServerNeeds(kv_cache_dtype="fp8_e4m3")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from data.loader import CONFIGS, load_samples
-from runtime.errors import UsageError
+from data.loader import configs, load_samples
+from errors import UsageError
 
 GOOD = {"id": 0, "context": "ctx", "multi_turns": [{"input": "q1", "answer": "a1"}, {"input": "q2", "answer": "a2"}]}
 
@@ -17,8 +17,12 @@ def write_jsonl(path, rows):
     return path
 
 
-def test_twelve_configs():
-    assert len(CONFIGS) == 12 and len(set(CONFIGS)) == 12
+def test_configs_are_the_registered_tasks_and_unknown_ones_are_refused(tmp_path):
+    from programs.registry import task_names
+
+    assert len(configs()) == len(set(configs())) == len(task_names())
+    with pytest.raises(UsageError, match=r"^unknown config 'scbench_nope'; valid: scbench_kv, "):
+        load_samples("scbench_nope", str(write_jsonl(tmp_path / "x.jsonl", [GOOD])))
 
 
 def test_jsonl_rows_validate_and_malformed_rows_are_reported_and_skipped(tmp_path):

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from bench.runner import GENERATED_SAMPLES, BenchSpec, load_task_samples
-from data.loader import CONFIGS, config_files, load_samples
+from data.loader import config_files, configs, load_samples
+from errors import UsageError
 from programs import get_task
-from runtime.errors import UsageError
 
 VT_ROW = {"index": 7, "input": "VAR ABCDE = 12345\nnoise", "length": 4096,
           "multi_turns": [{"input": "Find all variables assigned 12345.", "answer": ["ABCDE"]}]}
@@ -133,7 +133,7 @@ def test_generators_keep_three_samples_and_fixtures_give_all_their_rows(flat_dat
     assert len(load_task_samples(get_task("kv"), BenchSpec(data=str(flat_data_folder)), words, lambda ref, why: None)) == 4
 
 
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", configs())
 def test_every_fixture_loads_in_its_hub_layout(config):
     from data.loader import FIXTURES
 

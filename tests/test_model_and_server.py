@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from runtime.errors import RuntimeFailure, UsageError
+from errors import RuntimeFailure, UsageError
 from runtime.model import EMBEDDED_MODEL, convert_gguf_to_hf, embedded_gguf_path, resolve_model
 from runtime.server import ManagedServer, ServerOptions, is_healthy
 from tests.conftest import REPO

@@ -1,7 +1,7 @@
 """The official export scores under SCBench's own `compute_scores.py` exactly what `score` says.
 
 Each test runs sessions through the runner's real record path (`bench.runner.run_session`, with the
-SGLang program replaced by canned predictions), exports the records with `bench.export`, scores the
+SGLang program replaced by canned predictions), exports the records with `results.export`, scores the
 exported files with the vendored official scorer (tests/reference/scbench_compute_scores.py) and
 compares, like with like: per row, per group the official code averages (each turn in multi-turn
 mode, the whole file in multi-request mode; per sub-task for the Mix tasks), and its printed result.
@@ -18,22 +18,21 @@ from types import SimpleNamespace
 import pytest
 
 import programs
-from bench import rundir
 from bench.display import PlainDisplay
-from bench.export import export_official
-from bench.results import load_run, rescore_run
 from bench.runner import BenchSpec, plan_work, run_session, scoring_contexts
 from data.loader import FIXTURES, fixture_path, load_samples
 from data.sample import Sample, Turn
 from programs.metrics.repoqa import function_similarity
+from results import files
+from results.export import export_official
+from results.reader import load_run
+from results.rescore import rescore_run
 from tests.reference import scbench_compute_scores as official
 
 MODES = ("multi-turn", "multi-request")
 MODEL = "parity"
-MIX_SUBTASKS = {
-    "summary_with_needles": ("scbench_summary", "scbench_passkey"),
-    "repoqa_and_kv": ("scbench_repoqa", "scbench_kv"),
-}
+# Each Mix task's sub-tasks, in the order the official scorer prints them.
+MIX_SUBTASKS = {task.name: task.sub_tasks for task in programs.all_tasks() if task.sub_tasks}
 # Tasks whose official metric has no quirk that fixed mode corrects (in multi-turn mode).
 SAME_IN_BOTH_MODES = ("kv", "prefix_suffix", "qa_eng", "choice_eng", "summary")
 
@@ -185,13 +184,13 @@ def run_point(tmp_path: Path, monkeypatch, task: str, data: str, predict, max_tu
     for task_spec, mode, sample, index in planned:
         outcome = run_session(conn, task_spec, sample, mode, spec, len, index, contexts[(task_spec.name, mode)])
         assert outcome.error is None
-        rundir.append_jsonl_many(run_dir / rundir.SAMPLES, outcome.records)
+        files.append_jsonl_many(run_dir / files.SAMPLES, [r.to_dict() for r in outcome.records])
     export_official(run_dir)
     return run_dir
 
 
 def records_of(run_dir: Path, mode: str) -> list[dict]:
-    records = [r for r in rundir.read_jsonl(run_dir / rundir.SAMPLES) if r["mode"] == mode]
+    records = [r.to_dict() for r in load_run(run_dir).records if r.mode == mode]
     return sorted(records, key=lambda r: (r["sample_index"], r["turn"]))
 
 
@@ -275,11 +274,11 @@ def assert_parity(run_dir: Path, task: str, monkeypatch) -> dict[str, list[dict]
 
 def assert_rescore_restores(run_dir: Path) -> None:
     """`rescore` recomputes every score from the saved predictions, with the same run context."""
-    before = rundir.read_jsonl(run_dir / rundir.SAMPLES)
-    rundir.write_jsonl_atomic(run_dir / rundir.SAMPLES, [{**r, "score": None, "score_fixed": None} for r in before])
+    before = [r.to_dict() for r in load_run(run_dir).records]
+    files.write_jsonl_atomic(run_dir / files.SAMPLES, [{**r, "score": None, "score_fixed": None} for r in before])
     result = rescore_run(load_run(run_dir), ("official", "fixed"))
     assert result["changed"] == len(before) and not result["notes"]
-    after = rundir.read_jsonl(run_dir / rundir.SAMPLES)
+    after = [r.to_dict() for r in load_run(run_dir).records]
     assert [(r["score"], r["score_fixed"]) for r in after] == [(r["score"], r["score_fixed"]) for r in before]
 
 
@@ -287,10 +286,7 @@ def assert_rescore_restores(run_dir: Path) -> None:
 # every task, both modes, on the fixtures
 
 
-@pytest.mark.parametrize("task", [
-    "kv", "prefix_suffix", "vt", "repoqa", "qa_eng", "qa_chn", "choice_eng",
-    "many_shot", "mf", "summary", "summary_with_needles", "repoqa_and_kv",
-])
+@pytest.mark.parametrize("task", programs.task_names())
 def test_exported_fixture_runs_score_officially_what_score_says(task, tmp_path, monkeypatch):
     run_dir = run_point(tmp_path, monkeypatch, task, FIXTURES, maker_predictions(task))
     by_mode = assert_parity(run_dir, task, monkeypatch)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from data.loader import CONFIGS, fixture_path
+from data.loader import configs, fixture_path
 from data.sample import sample_from_row
 from programs import get_program, get_task
 from programs.mf import ask
@@ -44,7 +44,7 @@ def official(tokenizers, config: str, chat: str | None, row: dict, mode: str) ->
 
 
 @pytest.mark.parametrize("chat", CHATS)
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", configs())
 def test_multi_turn_text_is_scbench_text(tokenizers, config, chat):
     for position, row in enumerate(rows(config)):
         want = official(tokenizers, config, chat, row, "multi-turn")
@@ -55,7 +55,7 @@ def test_multi_turn_text_is_scbench_text(tokenizers, config, chat):
 
 
 @pytest.mark.parametrize("chat", CHATS)
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", configs())
 def test_multi_request_text_is_scbench_text(tokenizers, config, chat):
     for position, row in enumerate(rows(config)):
         want = official(tokenizers, config, chat, row, "multi-request")
@@ -168,7 +168,7 @@ def test_fixed_changes_nothing_else_in_multi_turn(tokenizers, config, chat):
 @pytest.mark.parametrize("mode", ["multi-turn", "multi-request"])
 @pytest.mark.parametrize("config, style", [("scbench_mf", OFFICIAL), ("scbench_summary", OFFICIAL), ("scbench_vt", FIXED)])
 def test_the_program_sends_the_pieces(connection, config, style, mode):
-    from benchmarks.common import Recorder
+    from benchmarks.recording import Recorder
 
     task = get_task(config)
     (sample,) = [sample_from_row(r, fallback_id=i) for i, r in enumerate(rows(config))][:1]

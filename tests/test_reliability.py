@@ -163,7 +163,7 @@ def _bad_cases(tmp: Path, model: Path) -> dict[str, tuple[list[str], int, str]]:
         "data unsupported type": (bench("--data", str(data["csv"])), 2, f"error: --data {data['csv']}: unsupported file type"),
         "unreachable endpoint": (["bench", "--endpoint", f"http://127.0.0.1:{dead_port}"], 1, f"error: no healthy SGLang server at http://127.0.0.1:{dead_port} (GET /health failed)"),
         "report on a non-run folder": (["report", str(notrun)], 2, f"error: {notrun} is not a run directory"),
-        "tui on a non-run folder": (["tui", str(notrun)], 2, f"error: {notrun}: not a run or sweep directory"),
+        "tui on a non-run folder": (["tui", str(notrun)], 2, f"error: {notrun} is not a run directory"),
         "rescore on a non-run folder": (["rescore", str(notrun)], 2, f"error: {notrun} is not a run directory"),
         "report on a missing folder": (["report", str(tmp / "gone")], 2, f"error: {tmp / 'gone'}: no such file or folder"),
     }
@@ -333,11 +333,11 @@ def test_a_stopped_server_times_out_with_request_timeout(short_server, tmp_path)
 def test_a_full_disk_is_one_line_exit_1_and_keeps_what_was_written(short_server, tmp_path, monkeypatch, capsys):
     import typer
 
-    from bench import rundir
     from commands.bench import bench
+    from results import files
 
     out = tmp_path / "out"
-    real_append = rundir.append_jsonl_many
+    real_append = files.append_jsonl_many
     appends = []
 
     def append_then_fill_the_disk(path, records):
@@ -352,8 +352,8 @@ def test_a_full_disk_is_one_line_exit_1_and_keeps_what_was_written(short_server,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         json.dump(obj, fh, **kwargs)
 
-    monkeypatch.setattr(rundir, "append_jsonl_many", append_then_fill_the_disk)
-    monkeypatch.setattr(rundir, "json", types.SimpleNamespace(
+    monkeypatch.setattr(files, "append_jsonl_many", append_then_fill_the_disk)
+    monkeypatch.setattr(files, "json", types.SimpleNamespace(
         dump=dump_on_a_full_disk, dumps=json.dumps, loads=json.loads, JSONDecodeError=json.JSONDecodeError))
     monkeypatch.delenv("SCBENCH_DEBUG", raising=False)
     kwargs = dict(endpoint=[short_server.url], samples=2, turns=2, context_tokens=300, out=out)

@@ -8,41 +8,51 @@ import random
 
 import pytest
 
-from bench import rundir
-from bench.report import build_report, compare_rows, task_categories
-from bench.results import load_runs, rescore_run
+from results import files
+from results.reader import load_runs
+from results.records import TurnRecord
+from results.report import build_report, compare_rows
+from results.rescore import rescore_run
 from tests.test_cli import cli
 
 MODES = ("multi-turn", "multi-request")
 
 
+CATEGORY = {"kv": "String Retrieval", "prefix_suffix": "String Retrieval", "vt": "String Retrieval",
+            "qa_eng": "Semantic Retrieval", "choice_eng": "Semantic Retrieval", "many_shot": "Global Information",
+            "summary": "Global Information", "summary_with_needles": "Multi-task"}
+
+
 def rec(task, score, *, method="full", budget=None, mode="multi-turn", sample="s0", turn=0, fixed=None,
-        kept=None, prediction="", gold="", error=None):
-    """One samples.jsonl record as bench writes it (a failed session's record has only `error`)."""
-    base = {"task": task, "mode": mode, "sample_id": sample, "sample_index": int(sample[1:]), "method": method,
-            "budget": budget, "point": method if budget is None else f"{method}-b{budget}"}
+        kept=None, prediction="", gold="", error=None, label=None, **settings):
+    """One samples.jsonl record as bench writes it (a failed session's record has no turn). A budget
+    is a `--budgets` sweep's (label "<method>-b<budget>") unless `label` says otherwise."""
+    base = dict(
+        task=task, mode=mode, sample_id=sample, sample_index=int(sample[1:]), category=CATEGORY.get(task),
+        point=label or (method if budget is None else f"{method}-b{budget}"), method=method,
+        method_settings={"method": method, **({} if budget is None else {"budget": budget}), **settings}, budget=budget,
+    )
     if error:
-        return {**base, "error": error}
-    return {
-        **base, "turn": turn, "prediction": prediction, "gold": gold, "question": "q",
-        "score": score, "score_fixed": score if fixed is None else fixed,
-        "prompt_tokens": 1000, "cached_tokens": 0 if mode == "multi-turn" and turn == 0 else 900,
-        "completion_tokens": 10, "latency": 0.1, "kept_kv": kept, "kept_map": None,
-        "context_tokens": 900, "turn_extras": {}, "sample_meta": {},
-    }
+        return TurnRecord(**base, error=error, session_turns=1)
+    return TurnRecord(
+        **base, turn=turn, prediction=prediction, gold=gold, question="q",
+        score=score, score_fixed=score if fixed is None else fixed,
+        prompt_tokens=1000, cached_tokens=0 if mode == "multi-turn" and turn == 0 else 900,
+        completion_tokens=10, latency=0.1, kept_kv=kept, context_tokens=900,
+    )
 
 
 def write_run(path, records, header=None, contexts=None):
     """A run directory: header.json, samples.jsonl, summary.json, contexts/<task>.jsonl."""
-    from bench.summary import summarize
+    from results.summary import summarize
 
     path.mkdir(parents=True)
-    rundir.write_json_atomic(path / rundir.HEADER, header or {"argv": ["cli.py", "bench"]})
-    rundir.write_jsonl_atomic(path / rundir.SAMPLES, records)
-    rundir.write_json_atomic(path / rundir.SUMMARY, {**summarize(records), "wall_seconds": 1.5})
+    files.write_json_atomic(path / files.HEADER, header or {"format_version": 2, "argv": ["cli.py", "bench"]})
+    files.write_jsonl_atomic(path / files.SAMPLES, [r.to_dict() for r in records])
+    files.write_json_atomic(path / files.SUMMARY, summarize(records, wall_seconds=1.5).to_dict())
     for task, rows in (contexts or {}).items():
-        (path / rundir.CONTEXTS).mkdir(exist_ok=True)
-        rundir.write_jsonl_atomic(path / rundir.CONTEXTS / f"{task}.jsonl", rows)
+        (path / files.CONTEXTS).mkdir(exist_ok=True)
+        files.write_jsonl_atomic(path / files.CONTEXTS / f"{task}.jsonl", rows)
     return path
 
 
@@ -50,10 +60,10 @@ def write_sweep(root, points, with_sweep_json=True):
     """A sweep directory: one point directory per label (points: label -> records)."""
     for label, records in points.items():
         first = records[0]
-        write_run(root / label, records, {"method": {"method": first["method"]}, "method_label": label,
-                                          "budget": first["budget"]})
+        write_run(root / label, records, {"format_version": 2, "method": first.method_settings, "method_label": label,
+                                          "budget": first.budget})
     if with_sweep_json:
-        rundir.write_json_atomic(root / "sweep.json", {"points": list(points), "argv": ["cli.py", "bench"]})
+        files.write_json_atomic(root / "sweep.json", {"format_version": 2, "points": list(points), "argv": ["cli.py", "bench"]})
     return root
 
 
@@ -125,7 +135,7 @@ def test_fixed_scoring_uses_score_fixed():
 def test_category_table_text():
     from rich.console import Console
 
-    from bench.report import category_tables
+    from results.tables import category_tables
 
     console = Console(width=160, record=True)
     for table in category_tables(build_report(hand_made())):
@@ -137,10 +147,13 @@ def test_category_table_text():
 
 
 def test_every_scbench_task_has_a_category():
-    from bench.report import CATEGORIES
+    from programs.registry import all_tasks
+    from results.migrate import V1_TASK_CATEGORIES
+    from results.report import CATEGORIES
 
-    categories = task_categories()
-    assert len(categories) == 12 and set(categories.values()) == set(CATEGORIES)
+    categories = {t.name: t.category for t in all_tasks() if t.name in V1_TASK_CATEGORIES}
+    # Version 1 records are given the categories the tasks have today.
+    assert categories == V1_TASK_CATEGORIES and set(categories.values()) == set(CATEGORIES)
 
 
 # --- layouts -------------------------------------------------------------------------------------
@@ -153,13 +166,19 @@ def test_the_three_layouts_load(tmp_path):
     bare = write_sweep(tmp_path / "bare", points, with_sweep_json=False)
     assert [r.path.name for r in load_runs([bare])] == ["full", "snapkv-b512"]
     point = load_runs([sweep / "full"])
-    assert len(point) == 1 and point[0].header["method_label"] == "full"
-    # Older runs: one directory, methods mixed, no budget; the oldest records name no method.
-    old = [rec("kv", 1.0, method="snapkv"), rec("kv", 0.5)]
-    del old[0]["budget"], old[1]["budget"], old[1]["method"], old[1]["point"]
-    (run,) = load_runs([write_run(tmp_path / "old", old)])
+    assert len(point) == 1 and point[0].header.method_label == "full"
+    # Older runs (format 1): one directory, methods mixed, no budget; the oldest records name no method.
+    old = [rec("kv", 1.0, method="snapkv").to_dict(), rec("kv", 0.5).to_dict()]
+    for r in old:
+        del r["format_version"], r["category"], r["method_settings"], r["budget"], r["point"]
+    del old[1]["method"]
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    (old_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    (run,) = load_runs([old_dir])
     report = build_report(run.records)
     assert [m["label"] for m in report["methods"]] == ["snapkv", "full"]
+    assert [r.category for r in run.records] == ["String Retrieval"] * 2
     assert load_runs([sweep, sweep / "full"])[1:] == load_runs([sweep / "full"])  # named twice: once
 
 
@@ -182,7 +201,7 @@ def png_size(path):
 
 
 def test_plots_are_written(tmp_path):
-    from bench.plots import write_plots
+    from results.plots import write_plots
 
     sweep = write_sweep(tmp_path / "sweep", realistic_points())
     runs = load_runs([sweep])
@@ -196,7 +215,7 @@ def test_plots_are_written(tmp_path):
 
 
 def test_budget_plot_is_skipped_without_a_budget_sweep(tmp_path):
-    from bench.plots import write_plots
+    from results.plots import write_plots
 
     notes = []
     paths = write_plots(build_report(hand_made()), tmp_path, notes.append)
@@ -228,15 +247,14 @@ def test_rescore_fixes_a_wrong_score_and_leaves_right_ones(tmp_path):
         rec("kv", 0.0, sample="s0", turn=1, prediction="no idea", gold="v-two"),  # right
         rec("kv", None, sample="s1", error="server gone"),
     ]
-    for r in records:
-        r["sample_id"] = "kv-0" if r["sample_id"] == "s0" else r["sample_id"]
+    records = [r.replace(sample_id="kv-0") if r.sample_id == "s0" else r for r in records]
     run_dir = write_run(tmp_path / "run", records, contexts={"kv": [row]})
     done = cli("rescore", str(run_dir))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{run_dir.resolve()}: 1 of 2 records rescored with a different score (official 1, fixed 1)"
-    after = rundir.read_jsonl(run_dir / rundir.SAMPLES)
-    assert [(r.get("score"), r.get("score_fixed")) for r in after] == [(1.0, 1.0), (0.0, 0.0), (None, None)]
-    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+    after = load_runs([run_dir])[0].records
+    assert [(r.score, r.score_fixed) for r in after] == [(1.0, 1.0), (0.0, 0.0), (None, None)]
+    summary = json.loads((run_dir / files.SUMMARY).read_text())
     assert summary["results"][0]["score"] == 0.5 and summary["wall_seconds"] == 1.5
     (run,) = load_runs([run_dir])
     assert rescore_run(run, ("official",))["changed"] == 0  # a second pass changes nothing
@@ -247,7 +265,7 @@ def test_rescore_without_contexts_keeps_scores(tmp_path):
     (run,) = load_runs([run_dir])
     result = rescore_run(run, ("official", "fixed"))
     assert result["changed"] == 0 and "no contexts/kv.jsonl" in result["notes"][0]
-    assert rundir.read_jsonl(run_dir / rundir.SAMPLES)[0]["score"] == 0.0
+    assert load_runs([run_dir])[0].records[0].score == 0.0
 
 
 # --- comparing -----------------------------------------------------------------------------------

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import rundir
 from bench.resume import finished_records, prepare_resume
 from bench.runner import BenchSpec
 from bench.scheduler import EndpointPool, run_sessions
-from bench.sweep import Servers, _check_point_dir, plan_points, sweep_dir_for
-from flashinfer_ext.server_settings import parse_methods
-from runtime.errors import RuntimeFailure, UsageError
+from bench.sweep import Servers, check_point_dir, plan_points, sweep_dir_for
+from errors import RuntimeFailure, UsageError
+from kvmethods.registry import parse_methods
+from results import files
+from results.reader import load_run
+from results.records import TurnRecord
 
 
 def test_points_cross_methods_with_budgets_once_for_budgetless_methods():
@@ -46,33 +48,36 @@ def test_sweep_directory_names_follow_the_arguments(tmp_path):
 def test_a_point_directory_is_never_reused_for_other_arguments(tmp_path):
     (point,) = plan_points(parse_methods(("snapkv",), ()), ())
     spec = BenchSpec()
-    assert _check_point_dir(tmp_path, spec, point) is None
+    assert check_point_dir(tmp_path, spec, point) is None
     from dataclasses import asdict
 
-    rundir.write_json_atomic(tmp_path / "header.json", {"spec": asdict(spec), "method": point.method.to_dict()})
-    assert _check_point_dir(tmp_path, spec, point)["method"]["method"] == "snapkv"
+    # A header of the format before versions (1) is read through the migration.
+    files.write_json_atomic(tmp_path / "header.json", {"spec": asdict(spec), "method": point.method.to_dict()})
+    assert check_point_dir(tmp_path, spec, point).method["method"] == "snapkv"
     with pytest.raises(UsageError, match="holds a run with other arguments"):
-        _check_point_dir(tmp_path, BenchSpec(num_samples=9), point)
+        check_point_dir(tmp_path, BenchSpec(num_samples=9), point)
 
 
-def rec(index: int, turn: int, turns: int = 2, mode: str = "multi-turn", **extra) -> dict:
-    return {"task": "kv", "mode": mode, "sample_index": index, "turn": turn, "session_turns": turns, "score": 1.0, **extra}
+def rec(index: int, turn: int | None, turns: int | None = 2, mode: str = "multi-turn", **extra) -> TurnRecord:
+    return TurnRecord(task="kv", mode=mode, sample_id=f"kv-{index}", sample_index=index, category="String Retrieval",
+                      point="full", method="full", method_settings={"method": "full"}, budget=None, turn=turn,
+                      session_turns=turns, **{"score": 1.0, **extra})
 
 
 def test_resume_keeps_finished_sessions_and_drops_partial_failed_and_torn(tmp_path):
     path = tmp_path / "samples.jsonl"
     done = [rec(0, 0), rec(0, 1), rec(0, 0, mode="multi-request"), rec(0, 1, mode="multi-request")]
     partial = [rec(1, 0)]  # killed before its second record
-    failed = [{"task": "kv", "mode": "multi-turn", "sample_index": 2, "session_turns": 1, "error": "boom"}]
-    rundir.write_jsonl_atomic(path, done + partial + failed)
+    failed = [rec(2, None, turns=1, score=None, error="boom")]
+    files.write_jsonl_atomic(path, [r.to_dict() for r in done + partial + failed])
     with path.open("a") as fh:
         fh.write('{"task": "kv", "mode": "multi-turn", "sample_in')  # torn by kill -9
-    assert prepare_resume(path) == {("kv", "multi-turn", 0), ("kv", "multi-request", 0)}
-    assert rundir.read_jsonl(path) == done
+    assert prepare_resume(tmp_path) == {("kv", "multi-turn", 0), ("kv", "multi-request", 0)}
+    assert load_run(tmp_path).records == done
     assert path.read_text().endswith("\n")
     before = path.stat().st_mtime_ns
-    assert len(prepare_resume(path)) == 2 and path.stat().st_mtime_ns == before  # clean: untouched
-    assert prepare_resume(tmp_path / "none.jsonl") == set()
+    assert len(prepare_resume(tmp_path)) == 2 and path.stat().st_mtime_ns == before  # clean: untouched
+    assert prepare_resume(tmp_path / "none") == set()
     assert finished_records([rec(0, 0, turns=None)]) == {}  # records from before resumable runs
 
 

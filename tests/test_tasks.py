@@ -6,18 +6,43 @@ import json
 
 import pytest
 
-from bench.export import export_official
-from data.loader import CONFIGS
+from data.loader import configs
 from data.sample import Sample, Turn
 from data.truncation import prompt_budget, truncate_prompt
+from errors import UsageError
 from programs import get_program, get_task, task_names
 from programs.mf import statistic
-from runtime.errors import UsageError
+from results.export import export_official
+from tests.conftest import REPO
+
+
+def test_every_task_module_is_registered():
+    """Discovery finds every module of programs/ that registers a task, and nothing else."""
+    import importlib
+    import re
+
+    from programs.spec import TaskSpec
+
+    modules = [p.stem for p in (REPO / "programs").glob("*.py") if re.search(r"^\w+ = register_task\(", p.read_text(), re.M)]
+    declared = [value.name for module in modules for value in vars(importlib.import_module(f"programs.{module}")).values()
+                if isinstance(value, TaskSpec)]
+    assert sorted(declared) == sorted(task_names()) and len(declared) == len(modules)
+    assert task_names()[:3] == ["kv", "prefix_suffix", "vt"]  # SCBench's category order first
+
+
+def test_the_registry_and_the_task_modules_import_no_sglang_or_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from programs.registry import all_tasks; tasks = all_tasks(); "
+            "print(len(tasks), [m for m in ('sglang', 'torch', 'transformers') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split(None, 1) == [str(len(task_names())), "[]\n"], done.stderr
 
 
 def test_every_config_has_a_registered_task_with_both_programs():
-    assert len(task_names()) == 12
-    assert sorted(get_task(c).config for c in CONFIGS) == sorted(CONFIGS)
+    assert configs() == tuple(get_task(name).config for name in task_names())
+    assert all(get_task(c).config == c for c in configs())
     for name in task_names():
         for mode in ("multi-turn", "multi-request"):
             program = get_program(name, mode)
@@ -106,3 +131,20 @@ def test_official_export_layout(tmp_path):
     ]
     (mix,) = [json.loads(l) for l in (tmp_path / "official" / "prediction_scbench_repoqa_and_kv_scdq.jsonl").read_text().splitlines()]
     assert mix == {"id": 2, "turn_idx": 0, "prediction": "p", "ground_truth": "def f(): pass", "task": "scbench_repoqa", "lang": "python", "repo": "r", "func_name": "f"}
+
+
+def test_tasks_declare_their_official_export():
+    """SCBench's `get_ground_truth` and the extra fields of its prediction lines (run_scbench.py):
+    `[text, letter]` for choice_eng, `[answer]` for qa_eng, the answer as stored otherwise; `task`
+    on Mix lines; `lang`, `repo` on RepoQA lines and `func_name` on their RepoQA turns only."""
+    options = {"options": ["Ann", "Bob", "Cy", "Di"]}
+    assert get_task("choice_eng").official_ground_truth("Bob", options) == ["Bob", "B"]
+    assert get_task("qa_eng").official_ground_truth("Bob", {}) == ["Bob"]
+    assert get_task("vt").official_ground_truth(["A", "B"], {}) == ["A", "B"]
+    meta = {"lang": "python", "repo": "r", "other": 1}
+    assert get_task("kv").official_fields({"task": "x"}, meta) == {}
+    assert get_task("summary_with_needles").official_fields({"task": "scbench_passkey"}, {}) == {"task": "scbench_passkey"}
+    assert get_task("repoqa").official_fields({"name": "f"}, meta) == {"lang": "python", "repo": "r", "func_name": "f"}
+    mix = get_task("repoqa_and_kv")
+    assert mix.official_fields({"task": "scbench_repoqa", "name": "f"}, meta) == {"task": "scbench_repoqa", "lang": "python", "repo": "r", "func_name": "f"}
+    assert mix.official_fields({"task": "scbench_kv", "name": "f"}, meta) == {"task": "scbench_kv", "lang": "python", "repo": "r"}

@@ -151,8 +151,8 @@ def test_the_budget_counts_the_first_rows_turns_by_default(base_tokenizer, long_
 @pytest.mark.server
 @pytest.mark.parametrize("mode", ["multi-turn", "multi-request"])
 def test_a_session_sends_the_cut_first_prompt(connection, mode):
-    from benchmarks.common import Recorder
     from bench.runner import run_session
+    from benchmarks.recording import Recorder
 
     task = get_task("kv")
     count = token_counter(connection.tokenizer)

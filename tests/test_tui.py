@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import UsageError
+from errors import UsageError
 from tests.conftest import REPO
 from tui.render import find_needles, focus_offset, gold_items, kept_map_lines, kept_map_rows, shade, wrap_starts
 from tui.session import Navigator, load_sessions
@@ -32,15 +32,17 @@ def _kept_map(share: float, layers: int = 4) -> list[list[float]]:
 
 def write_sweep(root: Path, methods=("full", "snapkv"), old_layout: bool = False) -> Path:
     """A sweep like bench writes: one point per method, 2 kv sessions x 3 turns, contexts/ included.
-    `old_layout`: one directory, every method's records in one samples.jsonl, no contexts/."""
+    `old_layout`: one directory, every method's records in one samples.jsonl, no contexts/, in the
+    format before versions were recorded (1)."""
     sweep = root / "kv-0123abcd"
     sweep.mkdir(parents=True)
-    (sweep / "sweep.json").write_text(json.dumps({"points": list(methods)}))
+    (sweep / "sweep.json").write_text(json.dumps({"points": list(methods), **({} if old_layout else {"format_version": 2})}))
     for m, method in enumerate(methods):
         point = sweep if old_layout else sweep / method
         point.mkdir(exist_ok=True)
         header = {"spec": {"tasks": ["kv"], "modes": ["multi-turn"]}}
-        header |= {"methods": [{"method": x} for x in methods]} if old_layout else {"method": {"method": method}, "method_label": method, "budget": None}
+        header |= {"methods": [{"method": x} for x in methods]} if old_layout else {
+            "format_version": 2, "method": {"method": method}, "method_label": method, "budget": None}
         (point / "header.json").write_text(json.dumps(header))
         if not old_layout:
             (point / "contexts").mkdir()
@@ -58,8 +60,9 @@ def write_sweep(root: Path, methods=("full", "snapkv"), old_layout: bool = False
                         "cached_tokens": 0 if t == 0 else 880 + t * 10, "new_prefill_tokens": 900 if t == 0 else 20,
                         "completion_tokens": 12, "latency": 0.5 + t, "kept_kv": None if method == "full" else 0.25,
                         "kept_map": None if method == "full" else _kept_map(0.1), "context_tokens": 800,
-                        "turn_extras": {}, "sample_meta": {}, "method": method, "budget": None,
-                        **({} if old_layout else {"point": method}), "session_turns": 3,
+                        "turn_extras": {}, "sample_meta": {}, "method": method, "budget": None, "session_turns": 3,
+                        **({} if old_layout else {"format_version": 2, "point": method, "category": "String Retrieval",
+                                                  "method_settings": {"method": method}}),
                     }) + "\n")
     return sweep
 
@@ -96,14 +99,16 @@ def test_older_run_without_contexts_still_steps_through_turns(tmp_path):
 def test_failed_session_has_its_error_and_no_turns(tmp_path):
     point = write_sweep(tmp_path) / "full"
     with (point / "samples.jsonl").open("a") as fh:
-        fh.write(json.dumps({"task": "kv", "mode": "multi-request", "sample_id": "kv-0", "sample_index": 0, "error": "RuntimeError: boom", "point": "full"}) + "\n")
+        fh.write(json.dumps({"task": "kv", "mode": "multi-request", "sample_id": "kv-0", "sample_index": 0, "error": "RuntimeError: boom",
+                             "point": "full", "method": "full", "method_settings": {"method": "full"}, "budget": None,
+                             "category": "String Retrieval", "format_version": 2}) + "\n")
     failed = [s for s in load_sessions(point) if s.mode == "multi-request"]
     assert len(failed) == 1 and failed[0].error == "RuntimeError: boom" and failed[0].turns == []
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p / "missing", "no such directory"),
-    (lambda p: p, "not a run or sweep directory"),
+    (lambda p: p / "missing", "no such file or folder"),
+    (lambda p: p, "is not a run directory: no samples.jsonl in it or its subfolders"),
 ])
 def test_bad_paths_are_usage_errors(tmp_path, make, message):
     with pytest.raises(UsageError, match=message):
@@ -284,7 +289,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_bad_path_is_one_line_exit_2(tmp_path):
     done = cli(str(tmp_path / "nope"))
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: {tmp_path / 'nope'}: no such directory"
+    assert done.stderr.strip() == f"error: {tmp_path / 'nope'}: no such file or folder"
 
 
 def test_cli_no_matching_session_is_one_line_exit_2(tmp_path):

@@ -14,7 +14,8 @@ from textual.strip import Strip
 from textual.widgets import Footer, Static
 
 from tui.render import Needle, display_text, find_needles, focus_offset, kept_map_text, line_text, wrap_starts
-from tui.session import Navigator, TurnView
+from results.records import TurnRecord
+from tui.session import Navigator
 
 NEEDLE_STYLES = {"key": "bold black on yellow", "gold": "bold black on green"}
 NO_CONTEXT = "(context unavailable: this run has no contexts/ folder; older runs did not keep one)"
@@ -93,7 +94,7 @@ def _shown(text: str) -> str:
     return text.strip() or f"(blank: {len(text)} whitespace characters)"
 
 
-def stats_text(turn: TurnView, needles: list[Needle], has_context: bool) -> Text:
+def stats_text(turn: TurnRecord, needles: list[Needle], has_context: bool) -> Text:
     score = turn.score or 0.0
     text = Text()
     text.append("score ").append(_score(turn.score), style="bold green" if score >= 0.5 else "bold red")
@@ -158,7 +159,7 @@ class ViewerApp(App):
         self.query_one("#header", Static).update(Text(
             f"{session.method} | {session.task} | {session.mode} | sample {session.sample_id} | {nav.position()}{failed}"
         ))
-        needles = find_needles(context, turn.question, turn.gold) if turn and context else []
+        needles = find_needles(context, turn.question or "", "" if turn.gold is None else turn.gold) if turn and context else []
         view = self.query_one(ContextView)
         view.border_title = f"context of {session.sample_id}" + (f" ({len(context):,} characters)" if context else "")
         view.show(context, needles)
@@ -173,9 +174,9 @@ class ViewerApp(App):
             stats.update("")
             kept.update("")
             return
-        question.update(Text(turn.question))
+        question.update(Text(turn.question or ""))
         answer.update(Text.assemble(
-            ("prediction: ", "bold"), _shown(turn.prediction), "\n", ("gold:       ", "bold"), _gold_text(turn.gold),
+            ("prediction: ", "bold"), _shown(turn.prediction or ""), "\n", ("gold:       ", "bold"), _gold_text(turn.gold),
         ))
         stats.update(stats_text(turn, needles, context is not None))
         kept.update(kept_map_text(turn.kept_map) if turn.kept_map else Text(

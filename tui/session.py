@@ -1,47 +1,21 @@
 """A run or sweep directory read back as sessions to step through, and a navigator over them.
 
-A path holding samples.jsonl is one run; a path whose subfolders hold one is a sweep (one point per
-method and budget). Older runs keep several methods in one samples.jsonl, told apart by `method`.
+Runs are read by `results.reader` (a sweep, one point, or an older single-directory run, older
+formats migrated); sessions are named by their point as the report names it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bench import rundir
-from runtime.errors import UsageError
-
-MODE_ORDER = ("multi-turn", "multi-request")  # programs.base.MODES, which imports SGLang
-
-
-@dataclass(frozen=True)
-class TurnView:
-    turn: int
-    question: str
-    prediction: str
-    gold: Any  # a string, or a list of strings (Retr.MultiHop)
-    score: float | None
-    score_fixed: float | None
-    prompt_tokens: int | None
-    cached_tokens: int | None
-    new_prefill_tokens: int | None
-    latency: float | None
-    kept_kv: float | None
-    kept_map: list[list[float]] | None
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> TurnView:
-        return cls(
-            turn=int(rec["turn"]), question=rec.get("question", ""), prediction=rec.get("prediction") or "",
-            gold=rec.get("gold", ""), score=rec.get("score"), score_fixed=rec.get("score_fixed"),
-            prompt_tokens=rec.get("prompt_tokens"), cached_tokens=rec.get("cached_tokens"),
-            new_prefill_tokens=rec.get("new_prefill_tokens"), latency=rec.get("latency"),
-            kept_kv=rec.get("kept_kv"), kept_map=rec.get("kept_map"),
-        )
+from errors import UsageError
+from results import files
+from results.identity import PointIdentity, display_names
+from results.reader import load_contexts, load_runs
+from results.records import TurnRecord
+from results.report import MODE_ORDER
 
 
 class Contexts:
@@ -49,13 +23,13 @@ class Contexts:
     of a sweep has its own copy, so only the last task read is kept."""
 
     def __init__(self, run_dir: Path):
-        self.folder = run_dir / rundir.CONTEXTS
+        self.run_dir = run_dir
         self.task: str | None = None
         self.by_id: dict[str, str] = {}
 
     def get(self, task: str, sample_id: str) -> str | None:
         if task != self.task:
-            rows = rundir.read_jsonl(self.folder / f"{task}.jsonl")
+            rows = load_contexts(self.run_dir, task) or []
             self.by_id = {str(r["id"]): str(r["context"]) for r in rows if "id" in r and "context" in r}
             self.task = task
         return self.by_id.get(sample_id)
@@ -63,19 +37,20 @@ class Contexts:
 
 @dataclass
 class Session:
-    method: str  # the sweep point's label: "full", "snapkv", "snapkv-b512"
+    method: str  # the point's name, as the report names it: "full", "snapkv-b512", "snapkv (budget=256)"
+    point: str  # the point's label in its sweep
     budget: int | None
     task: str
     mode: str
     sample_id: str
     sample_index: int
-    turns: list[TurnView]
+    turns: list[TurnRecord]
     error: str | None = None  # the session failed: it has no turns
     contexts: Contexts | None = field(default=None, repr=False, compare=False)
 
     @property
     def context(self) -> str | None:
-        """The shared context (None for older runs, which did not keep contexts/)."""
+        """The shared context (None for runs without contexts/, which older runs did not keep)."""
         return self.contexts.get(self.task, self.sample_id) if self.contexts else None
 
     @property
@@ -83,50 +58,29 @@ class Session:
         return self.task, self.mode, self.sample_id
 
 
-def run_dirs(path: Path) -> list[Path]:
-    """The run directories under `path`: itself, or a sweep's points in the sweep's order."""
-    if not path.is_dir():
-        raise UsageError(f"{path}: no such directory")
-    if (path / rundir.SAMPLES).exists():
-        return [path]
-    found = sorted(p for p in path.iterdir() if (p / rundir.SAMPLES).exists())
-    if not found:
-        raise UsageError(f"{path}: not a run or sweep directory (no {rundir.SAMPLES} in it or its subfolders)")
-    listed = _read_json(path / "sweep.json").get("points", [])
-    rank = {name: i for i, name in enumerate(listed)}
-    return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def load_sessions(path: Path) -> list[Session]:
-    """Every session under `path`, ordered by method (as in the sweep), task, mode and sample."""
+    """Every session under `path`, ordered by point (as in the sweep), task, mode and sample."""
+    runs = load_runs([path])
+    names = display_names(PointIdentity.of(r) for run in runs for r in run.records)
     sessions: dict[tuple, Session] = {}
     task_order: list[str] = []
-    for run_dir in run_dirs(path):
-        header = _read_json(run_dir / rundir.HEADER)
-        task_order += header.get("spec", {}).get("tasks", [])
-        contexts = Contexts(run_dir) if (run_dir / rundir.CONTEXTS).is_dir() else None
-        for rec in rundir.read_jsonl(run_dir / rundir.SAMPLES):
-            method = rec.get("point") or header.get("method_label") or rec.get("method") or "full"
-            key = (method, rec["task"], rec["mode"], str(rec["sample_id"]))
+    for run in runs:
+        task_order += run.tasks
+        contexts = Contexts(run.path) if (run.path / files.CONTEXTS).is_dir() else None
+        for rec in run.records:
+            name = names[PointIdentity.of(rec)]
+            key = (name, rec.task, rec.mode, rec.sample_id)
             session = sessions.get(key)
             if session is None:
                 session = sessions[key] = Session(
-                    method, rec.get("budget", header.get("budget")), rec["task"], rec["mode"], key[3],
-                    int(rec.get("sample_index", 0)), [], contexts=contexts,
+                    name, rec.point, rec.budget, rec.task, rec.mode, rec.sample_id, rec.sample_index, [], contexts=contexts,
                 )
-            if rec.get("error"):
-                session.error = rec["error"]
-            elif "turn" in rec:
-                session.turns.append(TurnView.from_record(rec))
+            if rec.failed:
+                session.error = rec.error
+            else:
+                session.turns.append(rec)
     if not sessions:
-        raise UsageError(f"{path}: no records in {rundir.SAMPLES} yet")
+        raise UsageError(f"{path}: no records in its samples.jsonl yet")
     for session in sessions.values():
         session.turns = sorted({t.turn: t for t in session.turns}.values(), key=lambda t: t.turn)  # a rerun's turn wins
     methods = {m: i for i, m in enumerate(dict.fromkeys(k[0] for k in sessions))}
@@ -154,7 +108,7 @@ class Navigator:
         return self.sessions[self.index]
 
     @property
-    def turn(self) -> TurnView | None:
+    def turn(self) -> TurnRecord | None:
         turns = self.session.turns
         return turns[self.turn_index] if turns else None
 
@@ -190,7 +144,7 @@ class Navigator:
         task = task.removeprefix("scbench_") if task else None  # the HF config name works too
         for i, s in enumerate(self.sessions):
             if (task in (None, s.task) and mode in (None, s.mode)
-                    and (method is None or re.fullmatch(rf"{re.escape(method)}(-b\d+)?", s.method))):
+                    and (method in (None, s.method) or re.fullmatch(rf"{re.escape(method)}(-b\d+)?", s.point))):
                 self._go(i)
                 return
         asked = " ".join(f"--{k} {v}" for k, v in (("task", task), ("mode", mode), ("method", method)) if v)

@@ -1,7 +1,10 @@
 """Seeded, tokenizer-aware generators for SCBench's synthetic tasks (no official generators exist).
 
 Every generator takes `count_tokens` (text -> number of tokens under the served model's tokenizer),
-an explicit `seed`, and uses only a local RNG, so the same arguments give the same samples.
+an explicit `seed`, and uses only a local RNG, so the same arguments give the same samples:
+`generator(count_tokens, *, num_samples, context_tokens, num_turns, seed)`. A task module names
+its generator (`programs.spec.TaskSpec.generator`); the tasks that have one are those listed by
+`python cli.py data list`.
 """
 
 from __future__ import annotations
@@ -17,15 +20,10 @@ from data.generators.vt import generate_vt
 
 TokenCounter = Callable[[str], int]
 
-# task name -> generator(count_tokens, *, num_samples, context_tokens, num_turns, seed)
-GENERATORS = {
-    "kv": generate_kv,
-    "prefix_suffix": generate_prefix_suffix,
-    "vt": generate_vt,
-    "mf": generate_mf,
-    "summary_with_needles": generate_summary_with_needles,
-    "repoqa_and_kv": generate_repoqa_and_kv,
-}
+__all__ = [
+    "TokenCounter", "generate_kv", "generate_mf", "generate_prefix_suffix", "generate_repoqa_and_kv",
+    "generate_summary_with_needles", "generate_vt", "token_counter",
+]
 
 
 def token_counter(tokenizer) -> TokenCounter:

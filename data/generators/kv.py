@@ -17,7 +17,8 @@ from data.sample import Sample, Turn
 QUESTION = 'Key: "{key}"\nThe value associated with the specified key is: '
 
 
-def _uuid(rng: random.Random) -> str:
+def random_uuid(rng: random.Random) -> str:
+    """A version-4 UUID string drawn from `rng` (seeded, unlike `uuid.uuid4`)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
@@ -42,7 +43,7 @@ def generate_kv(
 
         def build(k: int) -> str:
             while len(pool) < k:
-                pool.append((_uuid(rng), _uuid(rng)))
+                pool.append((random_uuid(rng), random_uuid(rng)))
             return kv_context(pool[:k])
 
         n = largest_fitting(build, count_tokens, context_tokens, start=max(16, context_tokens // 40))

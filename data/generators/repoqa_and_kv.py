@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from data.generators.kv import _uuid
+from data.generators.kv import random_uuid
 from data.generators.sizing import check_sizes, largest_fitting
 from data.sample import Sample, Turn
 
@@ -191,7 +191,7 @@ def generate_repoqa_and_kv(
 
         def draw(k: int) -> list[tuple[str, str]]:
             while len(pairs) < k:
-                pairs.append((_uuid(rng), _uuid(rng)))
+                pairs.append((random_uuid(rng), random_uuid(rng)))
             return pairs
 
         # 1) the longest leading part of the code that still leaves room for the pairs the turns need;

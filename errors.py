@@ -1,4 +1,8 @@
-"""Errors the CLI prints as one line (no traceback unless SCBENCH_DEBUG=1)."""
+"""Errors the CLI prints as one line (no traceback unless SCBENCH_DEBUG=1).
+
+Every layer raises them (data loading, tasks, methods, the runtime, the commands), so they live
+apart from all of them.
+"""
 
 
 class UsageError(Exception):

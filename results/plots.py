@@ -1,5 +1,6 @@
-"""PNG figures of a report (bench.report.build_report): score per turn, score vs budget, kept KV vs
-score. matplotlib is imported only here, on the Agg backend, so no display is needed."""
+"""PNG figures of a report (results.report.build_report): score per turn, score vs budget, kept KV vs
+score. matplotlib is imported only inside these functions, on the Agg backend, so no display is
+needed and reading a run never loads it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from results.identity import PointIdentity, display_names
 
 
 def _pyplot():
@@ -88,13 +91,27 @@ def _avg(report: dict[str, Any]) -> dict[tuple, float]:
     return {(r["label"], r["mode"]): 100 * r["avg"] for r in report["categories"] if r["avg"] is not None}
 
 
-def score_vs_budget(report: dict[str, Any], path: Path) -> Path | None:
-    """Avg score against the swept budget, per method; unswept methods are dashed reference lines.
-    None when no method ran at more than one budget."""
-    budgets: dict[str, list] = defaultdict(list)
+def _without_budget(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: _without_budget(v) if isinstance(v, dict) else v for k, v in settings.items() if k != "budget"}
+
+
+def budget_curves(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The points of each method that differ in their budget alone, by curve name: the method, plus
+    its other settings where the method ran with several ("snapkv (window=16)")."""
+    families = {m["label"]: PointIdentity.make(m["method"], _without_budget(m["settings"]), None)
+                for m in report["methods"] if m["budget"] is not None}
+    names = display_names(families.values())
+    curves: dict[str, list] = defaultdict(list)
     for m in report["methods"]:
-        if m["budget"] is not None:
-            budgets[m["method"]].append(m)
+        if m["label"] in families:
+            curves[names[families[m["label"]]]].append(m)
+    return curves
+
+
+def score_vs_budget(report: dict[str, Any], path: Path) -> Path | None:
+    """Avg score against the budget, one curve per method (and its other settings); methods without
+    a budget are dashed reference lines. None when no method ran at more than one budget."""
+    budgets = budget_curves(report)
     swept = {method: ms for method, ms in budgets.items() if len(ms) > 1}
     if not swept:
         return None
@@ -137,6 +154,7 @@ def kept_vs_score(report: dict[str, Any], path: Path) -> tuple[Path | None, list
     if not points:
         return None, sorted(set(missing))
     plt = _pyplot()
+    curve_of = {m["label"]: name for name, ms in budget_curves(report).items() for m in ms}
     fig, axes = _subplots(plt, report["modes"], f"Kept KV vs score ({report['scoring']} scoring)")
     for ax, mode in zip(axes, report["modes"]):
         here = [p for p in points if p[0]["mode"] == mode]
@@ -151,8 +169,8 @@ def kept_vs_score(report: dict[str, Any], path: Path) -> tuple[Path | None, list
         # A method's budgets, joined in order of kept KV: its trade-off curve.
         curves: dict[str, list] = defaultdict(list)
         for r, x, y in here:
-            if r["budget"] is not None:
-                curves[r["method"]].append((x, y, r["label"]))
+            if r["label"] in curve_of:
+                curves[curve_of[r["label"]]].append((x, y, r["label"]))
         for method, pts in curves.items():
             if len(pts) > 1:
                 xs, ys, names = zip(*sorted(pts))

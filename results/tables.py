@@ -1,0 +1,102 @@
+"""SCBench's tables as Rich tables: by category, task and turn (per mode), and a comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from results.report import CATEGORIES
+
+
+def _pct(value, spec: str = ".1f", scale: float = 100.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
+def _table(title: str, caption: str | None = None):
+    from rich.table import Table
+
+    return Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+
+
+def category_tables(report: dict[str, Any]) -> list:
+    tables = []
+    for mode in report["modes"]:
+        table = _table(
+            f"SCBench by category, {mode} (score x100, {report['scoring']} scoring)",
+            "A category's score is the mean of its tasks' scores; Avg is the mean of the categories "
+            "with data ('-': no task of that category was run).",
+        )
+        table.add_column("method")
+        for column in (*CATEGORIES, "Avg"):
+            table.add_column(column, justify="right")
+        rows = {r["label"]: r for r in report["categories"] if r["mode"] == mode}
+        for method in report["methods"]:  # every method in every mode, so the tables line up
+            row = rows.get(method["label"], {"scores": dict.fromkeys(CATEGORIES), "avg": None})
+            table.add_row(method["label"], *(_pct(row["scores"][c]) for c in CATEGORIES), _pct(row["avg"]))
+        tables.append(table)
+    return tables
+
+
+def task_tables(report: dict[str, Any]) -> list:
+    labels = [m["label"] for m in report["methods"]]
+    scores = {(r["label"], r["mode"], r["task"]): r["score"] for r in report["task_scores"]}
+    tables = []
+    for mode in report["modes"]:
+        table = _table(f"SCBench by task, {mode} (score x100: mean over all turns of all sessions)")
+        table.add_column("task")
+        for name in labels:
+            table.add_column(name, justify="right")
+        for task in report["tasks"]:
+            table.add_row(task, *(_pct(scores.get((name, mode, task))) for name in labels))
+        tables.append(table)
+    return tables
+
+
+def turn_tables(report: dict[str, Any]) -> list:
+    tables = []
+    for mode in report["modes"]:
+        table = _table(
+            f"SCBench by turn, {mode}",
+            "score x100: mean over tasks of the turn's mean score; reuse: cached / prompt tokens; "
+            "kept KV: share of the request's KV its attention kept.",
+        )
+        for column in ("method", "turn", "records", "score", "reuse", "kept KV"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        rows = [r for r in report["turns"] if r["mode"] == mode]
+        for i, row in enumerate(rows):
+            last = i + 1 == len(rows) or rows[i + 1]["label"] != row["label"]
+            table.add_row(
+                row["label"] if i == 0 or rows[i - 1]["label"] != row["label"] else "",
+                str(row["turn"]), str(row["records"]), _pct(row["score"]),
+                _pct(row["reuse"], ".1%", 1), _pct(row["kept_kv"], ".1%", 1), end_section=last,
+            )
+        tables.append(table)
+    return tables
+
+
+def print_report(report: dict[str, Any], console) -> None:
+    for table in (*category_tables(report), *task_tables(report), *turn_tables(report)):
+        console.print(table)
+        console.print()
+    for note in report["notes"]:
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
+
+def compare_table(rows: list[dict[str, Any]], name_a: str, name_b: str, scoring: str):
+    table = _table(
+        f"A = {name_a}\nB = {name_b}",
+        f"score x100 ({scoring} scoring); delta = B - A; Avg = mean of the categories with data",
+    )
+    for column in ("method", "mode", "task", "A", "B", "delta"):
+        table.add_column(column, justify="left" if column in ("method", "mode", "task") else "right")
+    for i, row in enumerate(rows):
+        delta = row["delta"]
+        style = "" if delta is None or abs(delta) < 5e-4 else ("green" if delta > 0 else "red")
+        text = "-" if delta is None else f"{100 * delta:+.1f}"
+        last = i + 1 == len(rows) or (rows[i + 1]["method"], rows[i + 1]["mode"]) != (row["method"], row["mode"])
+        repeat = i > 0 and rows[i - 1]["method"] == row["method"]
+        table.add_row(
+            "" if repeat else row["method"], row["mode"], row["task"], _pct(row["a"]), _pct(row["b"]),
+            f"[{style}]{text}[/]" if style else text, end_section=last,
+        )
+    return table

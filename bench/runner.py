@@ -54,6 +54,8 @@ class BenchSpec:
     max_seq_len: int | None = 131_072
     # "official" (SCBench's prompts, quirks included) or "fixed" (programs.prompts.OFFICIAL_QUIRKS).
     prompts: str = "official"
+    # Measure each turn's gold answer likelihood through the turn's KV (programs.likelihood).
+    gold_likelihood: bool = True
 
 
 GENERATED_SAMPLES = 3  # sessions per task from an offline generator when --samples is not given
@@ -68,6 +70,7 @@ class SessionOutcome:
     records: list[TurnRecord] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the session could not measure, and why
 
 
 def data_source(task: TaskSpec, spec: BenchSpec) -> str:
@@ -176,23 +179,27 @@ def run_session(
         kwargs["first_prompt"] = first_prompt
     if mode == "multi-turn":
         kwargs["history"] = spec.history
+    # Its own radix namespace: a session sees exactly the cache it would see alone (runtime.isolation).
+    namespace = session_namespace(task.name, mode, index, sample.id)
+    probe = _session_probe(conn, sample, spec, namespace)
+    if probe is not None:
+        kwargs["after_turn"] = probe
     started = time.monotonic()
     try:
         if spec.flush_between_sessions:
             conn.backend.flush_cache()
-        # Its own radix namespace: a session sees exactly the cache it would see alone (runtime.isolation).
-        backend = conn.backend.for_session(session_namespace(task.name, mode, index, sample.id))
-        state = program.run(backend=backend, **kwargs)
+        state = program.run(backend=conn.backend.for_session(namespace), **kwargs)
         failure = state.error() if hasattr(state, "error") else None
         results = state.ret_value
     except Exception as err:  # a request the server rejected, a dropped connection
         failure, results = err, None
-    seconds = time.monotonic() - started
+    seconds = time.monotonic() - started - (probe.seconds if probe is not None else 0.0)
     if failure is not None or results is None:
         error = f"{type(failure).__name__}: {failure}"
         return SessionOutcome([record(error=error, session_turns=1, session_seconds=seconds)], str(failure), seconds)
 
     context_tokens = count_tokens(sample.context)
+    gold = probe.results if probe is not None else {}
     records = []
     for result in results:
         texts = result.get(SENT)  # (held, sent); a program of another origin may not say
@@ -202,7 +209,7 @@ def run_session(
             turn=result["turn"], question=turn.question, prediction=result["prediction"], gold=turn.answer,
             score=task.score(result["prediction"], turn, sample, "official", scoring),
             score_fixed=task.score(result["prediction"], turn, sample, "fixed", scoring),
-            prompt_tokens=prompt, cached_tokens=cached,
+            **_gold_fields(gold.get(result["turn"])), prompt_tokens=prompt, cached_tokens=cached,
             new_prefill_tokens=None if prompt is None else prompt - (cached or 0),
             completion_tokens=result.get("completion_tokens"),
             recomputed_tokens=None if texts is None else recomputed_tokens(
@@ -211,7 +218,26 @@ def run_session(
             session_turns=len(results), finish_reason=result.get("finish_reason"), request_id=result.get("request_id"),
             turn_extras=_record_fields(turn.extras), sample_meta=_record_fields(sample.metadata),
         ))
-    return SessionOutcome(records, None, seconds)
+    return SessionOutcome(records, None, seconds, probe.problems if probe is not None else [])
+
+
+def _gold_fields(likelihood) -> dict[str, Any]:
+    if likelihood is None:
+        return {}
+    return {"gold_nll": likelihood.nll, "gold_token_acc": likelihood.token_acc, "gold_tokens": likelihood.tokens}
+
+
+def _session_probe(conn: Connection, sample: Sample, spec: BenchSpec, namespace: str):
+    """The session's gold-likelihood probe (`programs.likelihood.SessionProbe`), or None when the
+    spec turns it off or the connection has no server URL (a plain in-process backend)."""
+    from programs.likelihood import SessionProbe
+    from programs.prompts import answer_text
+
+    url = getattr(conn, "url", None)
+    if not spec.gold_likelihood or not url:
+        return None
+    golds = [answer_text(turn.answer) for turn in sample.turns]
+    return SessionProbe(url, conn.tokenizer, golds, namespace, getattr(conn, "page_size", 1))
 
 
 class KeptKVReader:
@@ -355,10 +381,16 @@ def _show(display: Display, point: PointRun, label: str, outcome: SessionOutcome
     if outcome.error:
         display.session_done(f"{point.label}/{label}", f"failed: {outcome.error}")
         return
+    for note in outcome.notes:
+        display.message(f"{point.label}/{label}: {note}")
     scores = " ".join(f"{100 * r.score:.0f}" for r in outcome.records)
+    accs = [r.gold_token_acc for r in outcome.records]
+    gold_text = ""
+    if any(a is not None for a in accs):
+        gold_text = " gold acc " + " ".join("-" if a is None else f"{a:.0%}" for a in accs)
     reuses = " ".join(f"{r.reuse or 0:.0%}" for r in outcome.records)
     kept_kv = [r.kept_kv for r in outcome.records if r.kept_kv is not None]
     kept_text = f" kept {' '.join(f'{k:.0%}' for k in kept_kv)}" if kept_kv else ""
     recomputed = sum(r.recomputed_tokens or 0 for r in outcome.records)
     evicted = f" (re-prefilled {recomputed} evicted context tokens)" if recomputed else ""
-    display.session_done(f"{point.label}/{label}", f"scores {scores} reuse {reuses}{kept_text} {outcome.seconds:.1f}s{evicted}")
+    display.session_done(f"{point.label}/{label}", f"scores {scores}{gold_text} reuse {reuses}{kept_text} {outcome.seconds:.1f}s{evicted}")

@@ -120,7 +120,7 @@ def measure(args: argparse.Namespace, modes: tuple[str, ...]) -> tuple[dict[str,
 
     task = get_task("kv")
     spec = BenchSpec(tasks=("kv",), modes=modes, num_samples=1, context_tokens=args.context_tokens,
-                     num_turns=args.turns, seed=args.seed)
+                     num_turns=args.turns, seed=args.seed, gold_likelihood=False)  # timed: no probes
     with serve_method(get_method("full"), log_path=args.out / "server.log") as server:
         conn = connect(server.url)
         count = token_counter(conn.tokenizer)

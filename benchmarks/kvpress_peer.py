@@ -317,7 +317,7 @@ def main(argv=None) -> None:
     samples = kv_samples(tokenizer, context_tokens=args.context_tokens, turns=args.turns, samples=args.samples,
                          seed=args.seed)
     spec = BenchSpec(tasks=("kv",), modes=("multi-request",), num_samples=args.samples, num_turns=args.turns,
-                     seed=args.seed)
+                     seed=args.seed, gold_likelihood=False)  # timed against kvpress: no probes
     args.out.mkdir(parents=True, exist_ok=True)
     load_before, started = load_note(), time.monotonic()
 

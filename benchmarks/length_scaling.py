@@ -93,7 +93,7 @@ def measure_method(method: str, instance, args, modes, samples, count) -> tuple[
     task = get_task("kv")
     # No --max-seq-len cut: each point measures the context length it names.
     spec = BenchSpec(tasks=("kv",), modes=tuple(modes), num_samples=1, num_turns=args.turns, seed=args.seed,
-                     max_seq_len=None)
+                     max_seq_len=None, gold_likelihood=False)  # timed: no probes
     rows = []
     with serve_method(instance, log_path=args.out / f"server-{method.replace('@', '-')}.log",
                       kvm_always=method.endswith("@kvm")) as server:

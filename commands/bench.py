@@ -14,6 +14,22 @@ from commands.common import one_line_errors, split_list
 from runtime.versions import versions
 
 EMBEDDED = "embedded:smollm2-135m-instruct"  # kept in sync with runtime.model.EMBEDDED_MODEL (tested)
+# Without --methods, on generated data: full attention against a query-aware and a query-agnostic
+# method, each keeping a quarter of the context (SCBench's finding in a few minutes).
+DEFAULT_COMPARISON = ("full", "snapkv", "streamingllm")
+DEFAULT_BUDGET_SHARE = 4  # the budget is --context-tokens / this
+
+
+def default_methods(methods: str | None, budgets: str, context_tokens: int, data: str | None,
+                    endpoints: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(methods, budgets) as given, or the default comparison when --methods is not given: on
+    generated data with a managed server, `DEFAULT_COMPARISON` at a quarter of the context (unless
+    --budgets says otherwise); otherwise full attention."""
+    if methods is not None:
+        return split_list(methods), split_list(budgets)
+    if data is not None or endpoints:
+        return ("full",), split_list(budgets)
+    return DEFAULT_COMPARISON, split_list(budgets) or (str(context_tokens // DEFAULT_BUDGET_SHARE),)
 
 
 def resolve_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
@@ -55,19 +71,22 @@ def bench(
     name: Annotated[Optional[str], typer.Option(help="Sweep directory name (default: tasks + a digest of the arguments, so a rerun resumes).")] = None,
     budgets: Annotated[str, typer.Option(help="Comma-separated budgets to sweep for every method that uses one (e.g. 512,1024,2048).")] = "",
     parallel: Annotated[int, typer.Option(min=1, help="Sessions in flight at once (over all servers).")] = 1,
-    methods: Annotated[str, typer.Option(help="Comma-separated KV methods, one managed server each (e.g. full,snapkv,kivi; an unknown name lists every registered one, SCBENCH_PLUGINS modules' included), or a composition like minference+snapkv.")] = "full",
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated KV methods, one managed server each (e.g. full,snapkv,kivi; an unknown name lists every registered one, SCBENCH_PLUGINS modules' included), or a composition like minference+snapkv. Default: full,snapkv,streamingllm at a budget of a quarter of --context-tokens on generated data; full with --data or --endpoint.")] = None,
     method_arg: Annotated[Optional[list[str]], typer.Option("--method-arg", help="field=value for every method that has the field (repeatable), e.g. budget=2048 or minference.budget=1024.")] = None,
     request_timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Give up on a server that sends no reply for this many seconds (default: wait forever, as SGLang's frontend does); the session fails and the server is dropped if its health check fails too.")] = None,
+    gold_likelihood: Annotated[bool, typer.Option(help="Per turn, teacher-force the gold answer through the turn's KV and record its NLL and token accuracy (one short prefill each).")] = True,
 ) -> None:
-    """Run SCBench sessions (both shared-context modes) and print score and KV reuse per turn."""
+    """Run SCBench sessions (both shared-context modes) and print score, gold-answer likelihood,
+    agreement with full attention and KV reuse per turn."""
+    methods, budgets = default_methods(methods, budgets, context_tokens, data, list(endpoint or ()))
     with one_line_errors():
         _bench(
             tasks=split_list(tasks), modes=split_list(modes), samples=samples, context_tokens=context_tokens,
             turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len, prompts=prompts,
             chat_template=chat_template, model=model, endpoints=list(endpoint or ()), device=device,
-            max_total_tokens=max_total_tokens, out=out, name=name, methods=split_list(methods),
-            method_args=tuple(method_arg or ()), budgets=split_list(budgets), parallel=parallel,
-            request_timeout=request_timeout,
+            max_total_tokens=max_total_tokens, out=out, name=name, methods=methods,
+            method_args=tuple(method_arg or ()), budgets=budgets, parallel=parallel,
+            request_timeout=request_timeout, gold_likelihood=gold_likelihood,
         )
 
 
@@ -123,7 +142,7 @@ def check_data(spec) -> None:
 
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
            chat_template, model, endpoints, device, max_total_tokens, out, name, methods, method_args,
-           budgets, parallel, request_timeout=None, prompts="official") -> None:
+           budgets, parallel, request_timeout=None, prompts="official", gold_likelihood=True) -> None:
     from errors import RuntimeFailure, UsageError
     from runtime.server import is_healthy
 
@@ -153,7 +172,7 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     spec = BenchSpec(
         tasks=tasks, modes=modes, num_samples=samples, context_tokens=context_tokens, num_turns=turns,
         seed=seed, data=data, history=history, max_turns=max_turns or None, chat_template=chat_template,
-        max_seq_len=max_seq_len or None, prompts=prompts,
+        max_seq_len=max_seq_len or None, prompts=prompts, gold_likelihood=gold_likelihood,
     )
     if not endpoints:  # a bad --model fails before anything is created
         from runtime.model import resolve_model

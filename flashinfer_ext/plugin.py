@@ -40,6 +40,26 @@ def register() -> None:
         add_attention_backend_choices([BACKEND_NAME])
     if BACKEND_NAME not in ATTENTION_BACKENDS:
         register_attention_backend(BACKEND_NAME)(create_backend)
+    keep_probes_out_of_the_radix_tree()
+
+
+def keep_probes_out_of_the_radix_tree() -> None:
+    """A probe request's tokens (prompt + gold answer) never enter the radix tree, so a later turn
+    whose prompt continues with the same answer (gold history) cannot reuse the probe's KV: it
+    prefills that part itself, as it would have without the probe. Idempotent."""
+    from sglang.srt.managers.schedule_batch import Req
+
+    if getattr(Req.__init__, "_scbench_probe_aware", False):
+        return
+    original = Req.__init__
+
+    def __init__(self, rid, *args, **kwargs):
+        original(self, rid, *args, **kwargs)
+        if isinstance(rid, str) and rid.startswith(PROBE_RID_PREFIX):
+            self.skip_radix_cache_insert = True
+
+    __init__._scbench_probe_aware = True
+    Req.__init__ = __init__
 
 
 def create_backend(runner):

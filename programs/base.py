@@ -15,6 +15,7 @@ builds its prompts (the model's own chat template included); the programs append
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import sglang as sgl
@@ -57,6 +58,9 @@ def resolve_chat(s, chat: bool | ChatFormat | None) -> ChatFormat | None:
 # (`bench.runner.recomputed_tokens`); it is not part of the record.
 SENT = "_sent"
 
+# Called with (turn index, the turn's exact prompt text) once the turn has answered.
+AfterTurn = Callable[[int, str], None]
+
 
 def _turn_result(state, turn_index: int) -> dict[str, Any]:
     failure = state.error()  # a request the server rejected: its own error, not a missing "answer"
@@ -85,11 +89,13 @@ def _answer(state, task: TaskSpec, turn: Turn) -> None:
 def multi_turn(
     s, task: TaskSpec, sample: Sample, chat: bool | ChatFormat | None = True, history: str = "gold",
     max_turns: int | None = None, prompts: str = OFFICIAL, first_prompt: str | None = None,
+    after_turn: AfterTurn | None = None,
 ):
     """Turn 1: instruction + context + question 1. Turn i>1: previous answer, then question i.
 
     `prompts`: "official" or "fixed" (`programs.prompts`); `first_prompt` replaces the first piece
-    (the runner passes it cut to `--max-seq-len`).
+    (the runner passes it cut to `--max-seq-len`); `after_turn(i, prompt)` runs once turn i has
+    answered, before the next turn is sent (the runner measures the gold answer's likelihood there).
     """
     text = session_prompts(task, sample, resolve_chat(s, chat), prompts, max_turns)
     turns = text.sample.turns
@@ -106,15 +112,18 @@ def multi_turn(
         fork = s.fork(1)[0]
         _answer(fork, task, turn)
         results.append({**_turn_result(fork, i), SENT: (held, sent)})
+        if after_turn is not None:
+            after_turn(i, sent)
     return results
 
 
 @sgl.function
 def multi_request(
     s, task: TaskSpec, sample: Sample, chat: bool | ChatFormat | None = True, max_turns: int | None = None,
-    prompts: str = OFFICIAL, first_prompt: str | None = None,
+    prompts: str = OFFICIAL, first_prompt: str | None = None, after_turn: AfterTurn | None = None,
 ):
-    """The committed context, then each question as an independent request (a fork) over it."""
+    """The committed context, then each question as an independent request (a fork) over it;
+    `after_turn(i, prompt)` runs for each question once all have answered."""
     text = session_prompts(task, sample, resolve_chat(s, chat), prompts, max_turns)
     turns = text.sample.turns
     context = text.context() if first_prompt is None else first_prompt
@@ -125,7 +134,11 @@ def multi_request(
     for fork, turn, question in zip(forks, turns, questions):
         fork += question
         _answer(fork, task, turn)
-    return [{**_turn_result(fork, i), SENT: (context, context + questions[i])} for i, fork in enumerate(forks)]
+    results = [{**_turn_result(fork, i), SENT: (context, context + questions[i])} for i, fork in enumerate(forks)]
+    if after_turn is not None:
+        for i, question in enumerate(questions):
+            after_turn(i, context + question)
+    return results
 
 
 PROGRAMS = {MULTI_TURN: multi_turn, MULTI_REQUEST: multi_request}

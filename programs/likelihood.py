@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flashinfer_ext.plugin import PROBE_RID_PREFIX  # the request-id marker the kvm backend honours
@@ -38,6 +39,7 @@ class GoldLikelihood:
     token_acc: float  # share of gold tokens that were the argmax
     tokens: int  # gold tokens scored
     cached_tokens: int | None  # prompt tokens the probe found in the radix cache
+    prompt_tokens: int | None = None  # the prompt's length in tokens
 
 
 def probe_payload(prompt_ids: list[int], gold_ids: list[int], namespace: str | None) -> dict[str, Any]:
@@ -90,4 +92,40 @@ def gold_likelihood(url: str, tokenizer, prompt: str, gold: str, namespace: str 
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         meta = json.loads(response.read())["meta_info"]
-    return read_probe(meta, gold_ids)
+    return replace(read_probe(meta, gold_ids), prompt_tokens=len(prompt_ids))
+
+
+class SessionProbe:
+    """The gold likelihood of each turn of one session, measured as the session runs: the program's
+    `after_turn` callback (`programs.base`), so each turn is probed through the KV its own
+    generation saw, before the next turn changes anything.
+
+    A probe that fails, or that finds less of the prompt cached than SGLang can reuse (part of the
+    context was evicted and the probe would have recomputed it without the method), leaves that
+    turn unmeasured and says why in `problems`; the session itself goes on.
+    """
+
+    def __init__(self, url: str, tokenizer, golds: list[str], namespace: str | None, page_size: int = 1,
+                 timeout: float | None = None):
+        self.url, self.tokenizer, self.golds = url, tokenizer, golds
+        self.namespace, self.page_size, self.timeout = namespace, max(1, page_size), timeout
+        self.results: dict[int, GoldLikelihood] = {}
+        self.problems: list[str] = []
+        self.seconds = 0.0  # time spent probing, which the session's own timing leaves out
+
+    def __call__(self, turn: int, prompt: str) -> None:
+        started = time.monotonic()
+        try:
+            found = gold_likelihood(self.url, self.tokenizer, prompt, self.golds[turn], self.namespace, self.timeout)
+        except (OSError, ValueError, KeyError) as err:  # HTTP, JSON, or a response without the logprobs
+            self.problems.append(f"turn {turn + 1}: gold probe failed ({type(err).__name__}: {err})")
+            found = None
+        self.seconds += time.monotonic() - started
+        if found is None:
+            return
+        reusable = (found.prompt_tokens - 1) // self.page_size * self.page_size
+        if found.cached_tokens is not None and found.cached_tokens < reusable:
+            self.problems.append(f"turn {turn + 1}: gold probe found {found.cached_tokens} of {reusable} prompt "
+                                 "tokens cached (evicted); not measured")
+            return
+        self.results[turn] = found

@@ -1,4 +1,5 @@
-"""PNG figures of a report (results.report.build_report): score per turn, score vs budget, kept KV vs
+"""PNG figures of a report (results.report.build_report): score per turn, the signal measures per
+turn (gold answer accuracy and NLL, agreement with full attention), score vs budget, kept KV vs
 score. matplotlib is imported only inside these functions, on the Agg backend, so no display is
 needed and reading a run never loads it."""
 
@@ -68,6 +69,52 @@ def score_per_turn(report: dict[str, Any], path: Path) -> Path:
         _ylim(ax, [100 * (r["score"] or 0) for r in report["turns"]])
     axes[0].set_ylabel("score (x100, mean over tasks)")
     fig_path = _finish(fig, axes, path)
+    plt.close(fig)
+    return fig_path
+
+
+# The per-turn measures of `signal_per_turn`: report field, axis label, scale, whether the axis is 0-100.
+SIGNAL_PANELS = (
+    ("gold_token_acc", "gold acc (% of gold tokens ranked first)", 100.0, True),
+    ("gold_nll", "gold NLL (nats per token, lower is better)", 1.0, False),
+    ("agree_f1", "agreement with full attention (word F1 %)", 100.0, True),
+)
+
+
+def signal_per_turn(report: dict[str, Any], path: Path) -> Path | None:
+    """One row of panels per measure that has data (gold answer accuracy, its NLL, agreement with
+    full attention), one column per mode, one line per method. None when no record has them."""
+    panels = [p for p in SIGNAL_PANELS if any(r[p[0]] is not None for r in report["turns"])]
+    if not panels:
+        return None
+    plt = _pyplot()
+    modes, styles = report["modes"], _styles(report)
+    fig, grid = plt.subplots(len(panels), len(modes), figsize=(6.2 * len(modes), 3.4 * len(panels)),
+                             squeeze=False, sharex=True)
+    fig.suptitle("What each method kept, turn by turn", fontsize=13)
+    turns = sorted({r["turn"] for r in report["turns"]})
+    for row, (field, label, scale, percent) in zip(grid, panels):
+        values = [scale * r[field] for r in report["turns"] if r[field] is not None]
+        for ax, mode in zip(row, modes):
+            lines: dict[str, list] = defaultdict(list)
+            for r in report["turns"]:
+                if r["mode"] == mode and r[field] is not None:
+                    lines[r["label"]].append((r["turn"], scale * r[field]))
+            for name, points in lines.items():
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, label=name, **styles[name])
+            ax.grid(True, alpha=0.3)
+            ax.set_xticks(turns)
+            if percent:
+                ax.set_ylim(-3, 105)
+            else:
+                ax.set_ylim(0, max(values) * 1.1 + 0.1)
+        row[0].set_ylabel(label, fontsize=9)
+    for ax, mode in zip(grid[0], modes):
+        ax.set_title(mode)
+    for ax in grid[-1]:
+        ax.set_xlabel("turn")
+    fig_path = _finish(fig, list(grid[0]), path)
     plt.close(fig)
     return fig_path
 
@@ -191,6 +238,11 @@ def write_plots(report: dict[str, Any], out: Path, note: Callable[[str], None] =
         note("no scored records: no plots written")
         return []
     written = [score_per_turn(report, out / "score_per_turn.png")]
+    signal_plot = signal_per_turn(report, out / "signal_per_turn.png")
+    if signal_plot is None:
+        note("signal_per_turn.png skipped: no record has a gold likelihood or a full-attention point to agree with")
+    else:
+        written.append(signal_plot)
     budget_plot = score_vs_budget(report, out / "score_vs_budget.png")
     if budget_plot is None:
         note("score_vs_budget.png skipped: no method ran at more than one budget (bench --budgets 512,1024,...)")

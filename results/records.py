@@ -15,7 +15,8 @@ from results import checks
 
 # The format these files are written in. 1: everything before the version was recorded (no
 # `format_version` anywhere); 2: typed records that carry the task's category and the point's
-# full method settings and effective budget. `results.migrate` reads every older version.
+# full method settings and effective budget, and the gold answer's likelihood per turn.
+# `results.migrate` reads every older version.
 FORMAT_VERSION = 2
 
 
@@ -43,6 +44,12 @@ class TurnRecord:
     gold: Any = None  # a string, or a list of strings (Retr.MultiHop)
     score: float | None = None  # the official scorer's value
     score_fixed: float | None = None  # with the known quirks corrected
+    # The gold answer teacher-forced after the turn's prompt, through the KV the turn saw
+    # (`programs.likelihood`): mean NLL per gold token (nats), share of gold tokens that were the
+    # argmax, and how many tokens were scored. None: not measured.
+    gold_nll: float | None = None
+    gold_token_acc: float | None = None
+    gold_tokens: int | None = None
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
     new_prefill_tokens: int | None = None  # prompt - cached

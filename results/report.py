@@ -13,6 +13,7 @@ from collections import defaultdict
 from statistics import mean
 from typing import Any
 
+from results.agreement import Agreement, agreements, reference_point
 from results.identity import PointIdentity, display_names
 from results.reader import Run
 from results.records import TurnRecord
@@ -38,11 +39,23 @@ def _order(values) -> dict[Any, int]:
     return {v: i for i, v in enumerate(dict.fromkeys(values))}
 
 
+def signal(recs: list[TurnRecord], agreed: dict[int, Agreement | None]) -> dict[str, float | None]:
+    """The measures that move where scores sit at zero: the gold answer's likelihood through the
+    method's KV (`programs.likelihood`) and agreement with full attention (`results.agreement`),
+    averaged over the records."""
+    found = [agreed.get(id(r)) for r in recs]
+    return {
+        "gold_nll": _mean(r.gold_nll for r in recs), "gold_token_acc": _mean(r.gold_token_acc for r in recs),
+        "agree_exact": _mean(a.exact for a in found if a), "agree_f1": _mean(a.f1 for a in found if a),
+    }
+
+
 def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[str, Any]:
     """The category, task and turn tables of `records` as plain data (see the module docstring)."""
     field = SCORE_FIELDS[check_scoring(scoring)]
     idents = [PointIdentity.of(r) for r in records]
     names = display_names(idents)
+    agreed = {id(r): a for r, a in zip(records, agreements(records, idents))}
     groups: dict[tuple, list[TurnRecord]] = defaultdict(list)  # (point, mode, task) -> scored records
     failed: dict[tuple, set] = defaultdict(set)  # (point, mode, task) -> failed sessions
     categories: dict[str, str | None] = {}
@@ -81,6 +94,7 @@ def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[s
                     "score": _mean(getattr(r, field) for r in recs), "records": len(recs),
                     "sessions": len({r.sample_id for r in recs}), "failed_sessions": len(failed.get(group, ())),
                     "recomputed_turns": sum(1 for r in recs if (r.recomputed_tokens or 0) > 0),
+                    **signal(recs, agreed),
                 })
             if not rows:
                 continue
@@ -89,8 +103,9 @@ def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[s
             category_rows.append({
                 **ident(k), "mode": mode, "scores": by_category, "avg": _mean(by_category.values()),
                 "kept_kv": _mean(r.kept_kv for r in mode_recs), "reuse": _mean(r.reuse for r in mode_recs),
+                **signal(mode_recs, agreed),
             })
-            turn_rows += _turn_rows(ident(k), mode, mode_recs, field)
+            turn_rows += _turn_rows(ident(k), mode, mode_recs, field, agreed)
     notes = [
         f"{task} is not an SCBench task; it is left out of the category table" if categories.get(task) is None else
         f"{task}'s category '{categories[task]}' is not one of SCBench's; it is left out of the category table"
@@ -107,7 +122,9 @@ def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[s
     ]
     return {
         "scoring": scoring,
-        "scale": "scores, reuse and kept KV are fractions in [0, 1]; the tables print scores x100",
+        "scale": "scores, reuse, kept KV, gold token accuracy and agreement are fractions in [0, 1]; the tables "
+                 "print scores x100; gold NLL is in nats per gold token",
+        "reference": None if (ref := reference_point(idents)) is None else names[ref],
         "modes": modes,
         "methods": [ident(k) for k in keys],
         "tasks": tasks,
@@ -118,9 +135,11 @@ def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[s
     }
 
 
-def _turn_rows(ident: dict[str, Any], mode: str, recs: list[TurnRecord], field: str) -> list[dict[str, Any]]:
+def _turn_rows(ident: dict[str, Any], mode: str, recs: list[TurnRecord], field: str,
+               agreed: dict[int, Agreement | None]) -> list[dict[str, Any]]:
     """Per turn (1-based): the mean over tasks of the task's mean score at that turn (so a task
-    with more sessions weighs no more), and reuse / kept KV averaged over the turn's records."""
+    with more sessions weighs no more); reuse, kept KV and the `signal` measures averaged over the
+    turn's records."""
     by_turn: dict[int, list[TurnRecord]] = defaultdict(list)
     for rec in recs:
         by_turn[rec.turn].append(rec)
@@ -133,6 +152,7 @@ def _turn_rows(ident: dict[str, Any], mode: str, recs: list[TurnRecord], field: 
             **ident, "mode": mode, "turn": turn + 1, "records": len(rs),
             "score": _mean(_mean(v) for v in per_task.values()),
             "reuse": _mean(r.reuse for r in rs), "kept_kv": _mean(r.kept_kv for r in rs),
+            **signal(rs, agreed),
         })
     return rows
 

@@ -9,6 +9,7 @@ from statistics import mean
 from typing import Any
 
 from results import checks
+from results.agreement import agreements
 from results.identity import PointIdentity, display_names
 from results.records import FORMAT_VERSION, TurnRecord
 
@@ -21,6 +22,9 @@ class TurnSummary:
     score_fixed: float | None = None
     reuse: float | None = None
     kept_kv: float | None = None
+    gold_nll: float | None = None  # the gold answer's NLL per token through the method's KV
+    gold_token_acc: float | None = None
+    agree_f1: float | None = None  # word F1 against full attention's answer (results.agreement)
     prompt_tokens: float | None = None
     cached_tokens: float | None = None
     latency: float | None = None
@@ -62,8 +66,11 @@ def _mean(values) -> float | None:
 
 def summarize(records: list[TurnRecord], wall_seconds: float | None = None) -> Summary:
     """Per (point, task, mode), in order of first appearance: the score and one row per turn (score,
-    reuse, kept KV, tokens, latency)."""
-    names = display_names(PointIdentity.of(r) for r in records)
+    gold likelihood, agreement with a full-attention point among the records, reuse, kept KV,
+    tokens, latency)."""
+    points = [PointIdentity.of(r) for r in records]
+    names = display_names(points)
+    agreed = {id(r): a for r, a in zip(records, agreements(records, points))}
     groups: dict[tuple[str, str, str], list[TurnRecord]] = defaultdict(list)
     errors: dict[tuple[str, str, str], int] = defaultdict(int)
     order: dict[str, int] = {}
@@ -85,6 +92,8 @@ def summarize(records: list[TurnRecord], wall_seconds: float | None = None) -> S
             TurnSummary(
                 turn=turn, n=len(rs), score=_mean(r.score for r in rs), score_fixed=_mean(r.score_fixed for r in rs),
                 reuse=_mean(r.reuse for r in rs), kept_kv=_mean(r.kept_kv for r in rs),
+                gold_nll=_mean(r.gold_nll for r in rs), gold_token_acc=_mean(r.gold_token_acc for r in rs),
+                agree_f1=_mean(a.f1 for r in rs if (a := agreed[id(r)]) is not None),
                 prompt_tokens=_mean(r.prompt_tokens for r in rs), cached_tokens=_mean(r.cached_tokens for r in rs),
                 latency=_mean(r.latency for r in rs),
             )
@@ -107,23 +116,27 @@ def results_table(summary: Summary):
     from rich.table import Table
 
     table = Table(
-        title="SCBench results (score x100; reuse = cached / prompt tokens; kept KV = share of the "
-        "request's KV visible at its first decode step)"
+        title="SCBench results (score x100; gold NLL / acc = the gold answer's NLL per token and share of "
+        "its tokens ranked first, teacher-forced through the method's KV; agree F1 = word F1 with full "
+        "attention's answer; reuse = cached / prompt tokens; kept KV = share of the request's KV visible "
+        "at its first decode step)"
     )
-    for col in ("method", "task", "mode", "turn", "n", "score", "reuse", "kept KV", "cached / prompt", "latency s"):
+    for col in ("method", "task", "mode", "turn", "n", "score", "gold NLL", "gold acc", "agree F1", "reuse", "kept KV",
+                "cached / prompt", "latency s"):
         table.add_column(col, justify="left" if col in ("method", "task", "mode") else "right")
     for res in summary.results:
         for i, t in enumerate(res.turns):
             table.add_row(
                 res.method if i == 0 else "", res.task if i == 0 else "", res.mode if i == 0 else "",
-                str(t.turn + 1), str(t.n), _fmt(t.score, ".1f", 100), _fmt(t.reuse, ".1%"), _fmt(t.kept_kv, ".1%"),
+                str(t.turn + 1), str(t.n), _fmt(t.score, ".1f", 100), _fmt(t.gold_nll, ".2f"),
+                _fmt(t.gold_token_acc, ".0%"), _fmt(t.agree_f1, ".0%"), _fmt(t.reuse, ".1%"), _fmt(t.kept_kv, ".1%"),
                 f"{_fmt(t.cached_tokens, '.0f')} / {_fmt(t.prompt_tokens, '.0f')}", _fmt(t.latency, ".2f"),
             )
         failed = f", {res.failed_sessions} failed" if res.failed_sessions else ""
         if res.recomputed_turns:
             failed += f", {res.recomputed_turns} turns re-prefilled evicted context"
         table.add_row(
-            "", "", "", "all", str(res.sessions) + failed, _fmt(res.score, ".1f", 100), "", "", "", "",
+            "", "", "", "all", str(res.sessions) + failed, _fmt(res.score, ".1f", 100), "", "", "", "", "", "", "",
             end_section=True,
         )
     return table

@@ -36,6 +36,37 @@ def category_tables(report: dict[str, Any]) -> list:
     return tables
 
 
+SIGNAL_CAPTION = (
+    "gold NLL: the gold answer's mean negative log-likelihood per token, teacher-forced through the "
+    "method's KV (nats, lower is better); gold acc: share of gold tokens the model ranks first; "
+    "agree: the answer against full attention's for the same turn (exact match, word F1)."
+)
+
+
+def _nll(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def signal_tables(report: dict[str, Any]) -> list:
+    """Per mode, one row per point: score next to the measures that move where scores sit at zero."""
+    tables = []
+    for mode in report["modes"]:
+        reference = report.get("reference")
+        table = _table(f"What each method changed, {mode}" + (f" (agreement with {reference})" if reference else ""),
+                       SIGNAL_CAPTION)
+        for column in ("method", "score", "gold NLL", "gold acc", "agree exact", "agree F1", "kept KV"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        rows = {r["label"]: r for r in report["categories"] if r["mode"] == mode}
+        for method in report["methods"]:
+            row = rows.get(method["label"])
+            if row is None:
+                continue
+            table.add_row(method["label"], _pct(row["avg"]), _nll(row["gold_nll"]), _pct(row["gold_token_acc"], ".0%", 1),
+                          _pct(row["agree_exact"], ".0%", 1), _pct(row["agree_f1"], ".0%", 1), _pct(row["kept_kv"], ".1%", 1))
+        tables.append(table)
+    return tables
+
+
 def task_tables(report: dict[str, Any]) -> list:
     labels = [m["label"] for m in report["methods"]]
     scores = {(r["label"], r["mode"], r["task"]): r["score"] for r in report["task_scores"]}
@@ -57,29 +88,28 @@ def turn_tables(report: dict[str, Any]) -> list:
         table = _table(
             f"SCBench by turn, {mode}",
             "score x100: mean over tasks of the turn's mean score; reuse: cached / prompt tokens; "
-            "kept KV: share of the request's KV its attention kept.",
+            "kept KV: share of the request's KV its attention kept. " + SIGNAL_CAPTION,
         )
-        for column in ("method", "turn", "records", "score", "reuse", "kept KV"):
+        for column in ("method", "turn", "records", "score", "gold NLL", "gold acc", "agree F1", "reuse", "kept KV"):
             table.add_column(column, justify="left" if column == "method" else "right")
         rows = [r for r in report["turns"] if r["mode"] == mode]
         for i, row in enumerate(rows):
             last = i + 1 == len(rows) or rows[i + 1]["label"] != row["label"]
             table.add_row(
                 row["label"] if i == 0 or rows[i - 1]["label"] != row["label"] else "",
-                str(row["turn"]), str(row["records"]), _pct(row["score"]),
-                _pct(row["reuse"], ".1%", 1), _pct(row["kept_kv"], ".1%", 1), end_section=last,
+                str(row["turn"]), str(row["records"]), _pct(row["score"]), _nll(row["gold_nll"]),
+                _pct(row["gold_token_acc"], ".0%", 1), _pct(row["agree_f1"], ".0%", 1), _pct(row["reuse"], ".1%", 1), _pct(row["kept_kv"], ".1%", 1), end_section=last,
             )
         tables.append(table)
     return tables
 
 
 def print_report(report: dict[str, Any], console) -> None:
-    for table in (*category_tables(report), *task_tables(report), *turn_tables(report)):
+    for table in (*category_tables(report), *signal_tables(report), *task_tables(report), *turn_tables(report)):
         console.print(table)
         console.print()
     for note in report["notes"]:
         console.print(f"note: {note}", markup=False, highlight=False)
-
 
 
 def compare_table(rows: list[dict[str, Any]], name_a: str, name_b: str, scoring: str):

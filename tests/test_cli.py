@@ -99,12 +99,25 @@ def test_bench_on_an_existing_endpoint(tmp_path, sglang_server):
 
 @pytest.mark.server
 def test_bench_with_a_managed_server_shuts_it_down(tmp_path, tiny_model_path):
-    done = cli("bench", "--model", str(tiny_model_path), "--samples", "1", "--turns", "2", "--context-tokens", "500", "--out", str(tmp_path))
+    done = cli("bench", "--model", str(tiny_model_path), "--methods", "full", "--samples", "1", "--turns", "2",
+               "--context-tokens", "500", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     run_dir, header, records, _ = read_run(tmp_path)
     assert header["server"]["managed"] and header["server"]["command"][header["server"]["command"].index("--host") + 1] == "127.0.0.1"
     assert len(records) == 2 * 1 * 2
+    # Every turn's gold answer was teacher-forced through the session's cached KV.
+    assert all(r["gold_nll"] > 0 and 0 <= r["gold_token_acc"] <= 1 and r["gold_tokens"] > 0 for r in records)
     port = int(header["server"]["command"][header["server"]["command"].index("--port") + 1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the managed server outlived the command"
     assert (run_dir / "server.log").exists() and run_dir.name == "full" and header["finished"]
+
+
+def test_the_default_bench_compares_full_with_two_methods_at_a_quarter_of_the_context():
+    from commands.bench import default_methods
+
+    assert default_methods(None, "", 2000, None, []) == (("full", "snapkv", "streamingllm"), ("500",))
+    assert default_methods(None, "256,512", 2000, None, []) == (("full", "snapkv", "streamingllm"), ("256", "512"))
+    assert default_methods("snapkv", "", 2000, None, []) == (("snapkv",), ())  # given methods run their defaults
+    assert default_methods(None, "", 2000, "hub", []) == (("full",), ())  # real data: no budget to guess
+    assert default_methods(None, "", 2000, None, ["http://127.0.0.1:1"]) == (("full",), ())  # the server's own attention

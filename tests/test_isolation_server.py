@@ -83,13 +83,13 @@ def test_a_turn_that_prefills_evicted_context_again_is_recorded(connection, tiny
     sample = generate_kv(count, num_samples=1, context_tokens=400, num_turns=2, seed=3)[0]
     spec = BenchSpec(tasks=("kv",), modes=("multi-request",), flush_between_sessions=True)
     normal = run_session(connection, get_task("kv"), sample, "multi-request", spec, count)
-    assert normal.error is None and [r["recomputed_tokens"] for r in normal.records] == [0, 0]
+    assert normal.error is None and [r.recomputed_tokens for r in normal.records] == [0, 0]
 
     evicting = replace(connection, backend=_Wrapper(connection.backend))
     evicted = run_session(evicting, get_task("kv"), sample, "multi-request", spec, count)
     assert evicted.error is None
     first = evicted.records[0]  # the first question re-prefills the whole committed context
-    assert first["recomputed_tokens"] >= first["context_tokens"]
+    assert first.recomputed_tokens >= first.context_tokens
 
 
 class _Wrapper:

@@ -145,3 +145,8 @@ def test_bench_runs_every_method_in_both_modes(tiny_model_path, tmp_path):
         assert "--attention-backend kvm" in " ".join(headers[m]["server"]["command"])
     assert "kvm" not in headers["full"]["server"]["command"]
     assert "kept KV" in done.stdout
+    # The gold answer's likelihood was measured under every method, through the cached KV
+    # (a probe that found the context evicted would leave it None and say so).
+    assert all(r["gold_nll"] is not None and r["gold_tokens"] > 0 for r in records), \
+        [(r["method"], r["turn"]) for r in records if r["gold_nll"] is None]
+    assert "gold probe" not in done.stdout + done.stderr

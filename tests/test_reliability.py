@@ -283,7 +283,7 @@ def test_an_over_long_prompt_fails_its_session_only_and_is_retried(short_server,
     assert "full: 4 sessions already finished; 2 to run" in again.stderr
     assert "full/kv/multi-turn/long failed" in again.stderr and "full/kv/multi-request/long failed" in again.stderr
     after = (point / "samples.jsonl").read_text().splitlines()
-    assert [l for l in first_lines if '"error"' not in l] == after[:8]  # the finished sessions, untouched
+    assert [l for l in first_lines if not json.loads(l)["error"]] == after[:8]  # the finished sessions, untouched
     assert len(after) == 10 and all(json.loads(l).get("error") for l in after[8:])
     assert json.loads((point / "header.json").read_text())["finished"] is False
 
@@ -388,8 +388,8 @@ def test_a_full_disk_is_one_line_exit_1_and_keeps_what_was_written(short_server,
 @pytest.mark.server
 def test_a_killed_server_stops_the_sweep_and_a_rerun_completes_it(tiny_model_path, tmp_path):
     out = tmp_path / "out"
-    args = ["bench", "--model", str(tiny_model_path), "--samples", "4", "--turns", "2", "--context-tokens", "400",
-            "--out", str(out)]
+    args = ["bench", "--model", str(tiny_model_path), "--methods", "full", "--samples", "4", "--turns", "2",
+            "--context-tokens", "400", "--out", str(out)]
     proc = bench_popen(*args)
     try:
         samples = wait_for_sessions("*/full/samples.jsonl", out, proc, sessions=1)

@@ -207,7 +207,7 @@ def test_plots_are_written(tmp_path):
     runs = load_runs([sweep])
     notes = []
     paths = write_plots(build_report([r for run in runs for r in run.records]), tmp_path / "fig", notes.append)
-    assert [p.name for p in paths] == ["score_per_turn.png", "score_vs_budget.png", "kept_vs_score.png"]
+    assert [p.name for p in paths] == ["score_per_turn.png", "signal_per_turn.png", "score_vs_budget.png", "kept_vs_score.png"]
     for path in paths:
         width, height = png_size(path)
         assert width > 600 and height > 300
@@ -220,7 +220,8 @@ def test_budget_plot_is_skipped_without_a_budget_sweep(tmp_path):
     notes = []
     paths = write_plots(build_report(hand_made()), tmp_path, notes.append)
     assert [p.name for p in paths] == ["score_per_turn.png", "kept_vs_score.png"]
-    assert notes[0].startswith("score_vs_budget.png skipped: no method ran at more than one budget")
+    assert notes[0].startswith("signal_per_turn.png skipped")  # no gold likelihoods, no turn full also ran
+    assert notes[1].startswith("score_vs_budget.png skipped: no method ran at more than one budget")
 
 
 def test_report_cli_json_and_default_figure_folder(tmp_path):
@@ -229,7 +230,8 @@ def test_report_cli_json_and_default_figure_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["modes"] == list(MODES) and len(data["methods"]) == 7
-    assert [p.split("/")[-1] for p in data["plots"]] == ["score_per_turn.png", "score_vs_budget.png", "kept_vs_score.png"]
+    assert [p.split("/")[-1] for p in data["plots"]] == [
+        "score_per_turn.png", "signal_per_turn.png", "score_vs_budget.png", "kept_vs_score.png"]
     assert all((sweep / "report" / name).is_file() for name in ("score_per_turn.png", "kept_vs_score.png"))
     done = cli("report", str(sweep), "--no-plots", "--scoring", "fixed")
     assert done.returncode == 0 and "SCBench by category, multi-request (score x100, fixed scoring)" in done.stdout

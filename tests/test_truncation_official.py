@@ -164,10 +164,10 @@ def test_a_session_sends_the_cut_first_prompt(connection, mode):
     with Recorder() as recorder:
         outcome = run_session(connection, task, sample, mode, spec, count)
     assert outcome.error is None and cut.cut
-    assert all(r["sample_meta"]["truncation"] == cut.record(budget) for r in outcome.records)
+    assert all(r.sample_meta["truncation"] == cut.record(budget) for r in outcome.records)
     sent = {c.meta.get("id"): c.payload["text"] for c in recorder.generate_calls()}
     for record in outcome.records:
-        turn = record["turn"]
+        turn = record.turn
         rest = "".join(pieces[1 : turn + 1]) if mode == "multi-turn" else pieces[turn + 1]
-        assert sent[record["request_id"]] == cut.text + rest
-        assert record["prompt_tokens"] == len(connection.tokenizer(cut.text + rest)["input_ids"])  # as the server counts
+        assert sent[record.request_id] == cut.text + rest
+        assert record.prompt_tokens == len(connection.tokenizer(cut.text + rest)["input_ids"])  # as the server counts

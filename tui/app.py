@@ -13,8 +13,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Static
 
-from tui.render import Needle, display_text, find_needles, focus_offset, kept_map_text, line_text, wrap_starts
+from results.agreement import Agreement
 from results.records import TurnRecord
+from tui.render import Needle, display_text, find_needles, focus_offset, kept_map_text, line_text, wrap_starts
 from tui.session import Navigator
 
 NEEDLE_STYLES = {"key": "bold black on yellow", "gold": "bold black on green"}
@@ -94,11 +95,16 @@ def _shown(text: str) -> str:
     return text.strip() or f"(blank: {len(text)} whitespace characters)"
 
 
-def stats_text(turn: TurnRecord, needles: list[Needle], has_context: bool) -> Text:
+def stats_text(turn: TurnRecord, needles: list[Needle], has_context: bool, agreement: Agreement | None = None) -> Text:
     score = turn.score or 0.0
     text = Text()
     text.append("score ").append(_score(turn.score), style="bold green" if score >= 0.5 else "bold red")
     text.append(f" official, {_score(turn.score_fixed)} fixed (x100)\n")
+    if turn.gold_nll is not None:
+        text.append(f"gold answer through this KV: NLL {turn.gold_nll:.2f} nats/token, "
+                    f"{_pct(turn.gold_token_acc)} of its {turn.gold_tokens} tokens ranked first\n")
+    if agreement is not None:
+        text.append(f"vs full attention's answer: exact {'yes' if agreement.exact else 'no'}, word F1 {_pct(agreement.f1)}\n")
     text.append(f"prompt {turn.prompt_tokens if turn.prompt_tokens is not None else '-'} tokens: ")
     text.append(f"{turn.cached_tokens if turn.cached_tokens is not None else '-'} cached, ")
     text.append(f"{turn.new_prefill_tokens if turn.new_prefill_tokens is not None else '-'} new prefill\n")
@@ -178,7 +184,7 @@ class ViewerApp(App):
         answer.update(Text.assemble(
             ("prediction: ", "bold"), _shown(turn.prediction or ""), "\n", ("gold:       ", "bold"), _gold_text(turn.gold),
         ))
-        stats.update(stats_text(turn, needles, context is not None))
+        stats.update(stats_text(turn, needles, context is not None, session.agreement.get(turn.turn)))
         kept.update(kept_map_text(turn.kept_map) if turn.kept_map else Text(
             "no kept map: full attention, or a server without the kvm backend", style="dim"
         ))

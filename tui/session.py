@@ -12,6 +12,7 @@ from pathlib import Path
 
 from errors import UsageError
 from results import files
+from results.agreement import Agreement, agreements
 from results.identity import PointIdentity, display_names
 from results.reader import load_contexts, load_runs
 from results.records import TurnRecord
@@ -46,6 +47,8 @@ class Session:
     sample_index: int
     turns: list[TurnRecord]
     error: str | None = None  # the session failed: it has no turns
+    # Per turn number, the answer's agreement with the full-attention point's (results.agreement).
+    agreement: dict[int, Agreement] = field(default_factory=dict, repr=False, compare=False)
     contexts: Contexts | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -61,7 +64,10 @@ class Session:
 def load_sessions(path: Path) -> list[Session]:
     """Every session under `path`, ordered by point (as in the sweep), task, mode and sample."""
     runs = load_runs([path])
-    names = display_names(PointIdentity.of(r) for run in runs for r in run.records)
+    records = [r for run in runs for r in run.records]
+    points = [PointIdentity.of(r) for r in records]
+    names = display_names(points)
+    agreed = {id(r): a for r, a in zip(records, agreements(records, points))}
     sessions: dict[tuple, Session] = {}
     task_order: list[str] = []
     for run in runs:
@@ -79,6 +85,8 @@ def load_sessions(path: Path) -> list[Session]:
                 session.error = rec.error
             else:
                 session.turns.append(rec)
+                if agreed[id(rec)] is not None:
+                    session.agreement[rec.turn] = agreed[id(rec)]
     if not sessions:
         raise UsageError(f"{path}: no records in its samples.jsonl yet")
     for session in sessions.values():

@@ -40,7 +40,7 @@ class BenchSpec:
     # GENERATED_SAMPLES from the offline generators.
     num_samples: int | None = None
     context_tokens: int = 2000
-    num_turns: int = 4
+    num_turns: int = 3
     seed: int = 0
     data: str | None = None  # None: the offline generator; else a local file/folder or "hub"
     history: str = "gold"
@@ -58,7 +58,7 @@ class BenchSpec:
     gold_likelihood: bool = True
 
 
-GENERATED_SAMPLES = 3  # sessions per task from an offline generator when --samples is not given
+GENERATED_SAMPLES = 2  # sessions per task from an offline generator when --samples is not given
 
 
 # The point of records made outside a sweep (a script running one session): SGLang's own attention.

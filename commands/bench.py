@@ -53,9 +53,9 @@ def _validate(modes, history, prompts) -> None:
 def bench(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks (e.g. kv,vt), or 'all'.")] = "kv",
     modes: Annotated[str, typer.Option(help="Comma-separated: multi-turn, multi-request.")] = "multi-turn,multi-request",
-    samples: Annotated[Optional[int], typer.Option(min=1, help="Sessions per task (default: every row of --data, as SCBench's runner; 3 from the offline generators).")] = None,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Sessions per task (default: every row of --data, as SCBench's runner; 2 from the offline generators).")] = None,
     context_tokens: Annotated[int, typer.Option(min=64, help="Context size of generated samples, in model tokens.")] = 2000,
-    turns: Annotated[int, typer.Option(min=1, help="Turns per generated session.")] = 4,
+    turns: Annotated[int, typer.Option(min=1, help="Turns per generated session.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the offline generators.")] = 0,
     data: Annotated[Optional[str], typer.Option(help="SCBench rows: a JSONL/parquet file, a folder laid out like the hub repo, 'hub', or 'fixtures'. Default: generate offline (bundled fixtures for tasks without a generator).")] = None,
     history: Annotated[str, typer.Option(help="Multi-turn history: gold (SCBench default) or model.")] = "gold",
@@ -202,4 +202,15 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
     records = all_records(point_dirs)
     console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and logs get the whole table
     console.print(results_table(summarize(records)))
-    console.print(f"wall time {time.monotonic() - started:.1f}s; sweep directory: {sweep_dir}")
+    figures = _figures(records, sweep_dir / "report")
+    console.print(f"wall time {time.monotonic() - started:.1f}s; sweep directory: {sweep_dir}"
+                  + (f"; figures: {figures}" if figures else ""), markup=False, highlight=False)
+
+
+def _figures(records, folder: Path) -> Path | None:
+    """The report's figures of the sweep (as `cli.py report` draws them), so a run shows its per-turn
+    curves without another command; None when there was nothing to draw."""
+    from results.plots import write_plots
+    from results.report import build_report
+
+    return folder if write_plots(build_report(records), folder, note=lambda text: None) else None

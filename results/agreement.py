@@ -6,8 +6,9 @@ what the model says. For each record of a point that has a counterpart in the sw
 point (same task, mode, session and turn), two values:
 
 - exact: 1.0 when the two predictions are equal after trimming and collapsing whitespace;
-- f1: the bag-of-words F1 of the two predictions (lowercased, split on whitespace), 1.0 when both
-  are empty.
+- f1: the F1 of the two predictions' bags of word tokens (lowercased runs of letters and digits, so
+  a UUID's five groups are five tokens and two UUIDs that share groups agree in part), 1.0 when
+  both have none.
 
 The reference is the point labelled "full", else the one point of method `full` (with several and
 none labelled "full", there is no reference). The reference's own records get no agreement.
@@ -15,6 +16,7 @@ none labelled "full", there is no reference). The reference's own records get no
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from results.identity import PointIdentity
 from results.records import TurnRecord
 
 REFERENCE_METHOD = "full"
+WORD = re.compile(r"\w+")
 
 __all__ = ["Agreement", "agree", "agreements", "reference_point"]
 
@@ -34,7 +37,7 @@ class Agreement:
 
 
 def agree(prediction: str, reference: str) -> Agreement:
-    a, b = prediction.lower().split(), reference.lower().split()
+    a, b = WORD.findall(prediction.lower()), WORD.findall(reference.lower())
     exact = float(" ".join(prediction.split()) == " ".join(reference.split()))
     if not a or not b:
         return Agreement(exact, float(not a and not b))

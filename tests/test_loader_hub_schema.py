@@ -123,10 +123,10 @@ def test_hub_runs_every_row_by_default(monkeypatch):
     assert len(load_task_samples(task, BenchSpec(data="hub", num_samples=2), len, lambda ref, why: None)) == 2
 
 
-def test_generators_keep_three_samples_and_fixtures_give_all_their_rows(flat_data_folder):
+def test_generators_keep_their_default_count_and_fixtures_give_all_their_rows(flat_data_folder):
     words = lambda text: len(text.split())  # noqa: E731
-    assert GENERATED_SAMPLES == 3
-    assert len(load_task_samples(get_task("kv"), BenchSpec(), words, lambda ref, why: None)) == 3
+    assert GENERATED_SAMPLES == 2
+    assert len(load_task_samples(get_task("kv"), BenchSpec(), words, lambda ref, why: None)) == 2
     assert len(load_task_samples(get_task("kv"), BenchSpec(num_samples=1), words, lambda ref, why: None)) == 1
     # A task without a generator runs every bundled fixture row; --data PATH every row of the file.
     assert len(load_task_samples(get_task("qa_eng"), BenchSpec(), words, lambda ref, why: None)) == 2

@@ -169,7 +169,8 @@ def test_a_bench_and_its_report_run_the_toy_task_and_method(plugin_env, tmp_path
                "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     (sweep,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [METHOD, "full"]
+    assert sorted(p.name for p in sweep.iterdir() if (p / "header.json").is_file()) == [METHOD, "full"]
+    assert (sweep / "report" / "score_per_turn.png").is_file()  # the bench drew the report's figures
     header = json.loads((sweep / METHOD / "header.json").read_text())
     assert header["method"]["method"] == METHOD and header["finished"]
     assert header["server"]["env"][PLUGINS_ENV] == plugin_env[PLUGINS_ENV]  # the server processes import it too

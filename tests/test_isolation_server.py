@@ -47,10 +47,27 @@ def _bench(model, out, parallel: int):
     }
 
 
+def _fork_race_free(results: dict) -> tuple[dict, dict]:
+    """(results without multi-request cached tokens, those cached tokens). A multi-request
+    session's questions are concurrent forks of its own context: whether one question's prefill
+    finds the shared start of another's already cached depends on which reaches the scheduler
+    first, inside the session, alone or not. Everything else must be equal."""
+    exact = {k: v if k[1] != "multi-request" else v[:3] for k, v in results.items()}
+    forks = {k: v[3] for k, v in results.items() if k[1] == "multi-request"}
+    return exact, forks
+
+
 def test_parallel_sessions_equal_sessions_alone(tiny_model_path, tmp_path):
     alone = _bench(tiny_model_path, tmp_path / "alone", parallel=1)
     together = _bench(tiny_model_path, tmp_path / "together", parallel=4)
-    assert together == alone
+    (alone_exact, alone_forks), (together_exact, together_forks) = _fork_race_free(alone), _fork_race_free(together)
+    assert together_exact == alone_exact
+    # The questions reuse the whole committed context either way; at most the questions' common
+    # words (a few tokens of the question template) come from a sibling fork, or not.
+    assert alone_forks.keys() == together_forks.keys()
+    for key, cached in together_forks.items():
+        assert abs(cached - alone_forks[key]) <= 16, (key, cached, alone_forks[key])
+        assert cached >= 0.8 * together[key][2]  # the committed context (400 of ~550 tokens) was reused
     # multi-turn turn 1 and the multi-request commit start from an empty namespace: no other
     # session's instruction or chat header is reused
     assert all(cached == 0 for (task, mode, _, turn), (*_, cached) in together.items()

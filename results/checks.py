@@ -11,7 +11,7 @@ import functools
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from errors import UsageError
 
@@ -121,6 +121,21 @@ def _plain(value: Any) -> Any:
     if type(value) is list and value and dataclasses.is_dataclass(value[0]):
         return [to_dict(v) for v in value]
     return value
+
+
+class VersionedRecord:
+    """Base of the dataclasses a run's files hold: each is read in the current format only (its
+    `format_version` field's default; `results.migrate` brings older files up) and written as its
+    JSON object."""
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Self:
+        record = from_dict(cls, data, where)
+        require_version(record, cls.__dataclass_fields__["format_version"].default, where)
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
 
 
 def require_version(obj: Any, version: int, where: str) -> None:

@@ -11,7 +11,7 @@ from results.records import FORMAT_VERSION
 
 
 @dataclass(frozen=True)
-class PointHeader:
+class PointHeader(checks.VersionedRecord):
     """A point's header.json: every resolved argument, the method and its settings, the model, the
     server, the versions. Older runs lack most of it (None)."""
 
@@ -29,15 +29,6 @@ class PointHeader:
     chat_template: bool | None = None
     finished: bool = False  # every session ran without error
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> PointHeader:
-        header = checks.from_dict(cls, data, where)
-        checks.require_version(header, FORMAT_VERSION, where)
-        return header
-
-    def to_dict(self) -> dict[str, Any]:
-        return checks.to_dict(self)
-
     def replace(self, **changes: Any) -> PointHeader:
         return dataclasses.replace(self, **changes)
 
@@ -49,7 +40,7 @@ class PointHeader:
 
 
 @dataclass(frozen=True)
-class SweepIndex:
+class SweepIndex(checks.VersionedRecord):
     """A sweep's sweep.json: its arguments and its points' labels in run order."""
 
     points: list[str]
@@ -61,12 +52,3 @@ class SweepIndex:
     spec: dict[str, Any] | None = None
     servers: dict[str, Any] | None = None  # bench.sweep.Servers as a dict
     parallel: int | None = None  # sessions in flight at once
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> SweepIndex:
-        index = checks.from_dict(cls, data, where)
-        checks.require_version(index, FORMAT_VERSION, where)
-        return index
-
-    def to_dict(self) -> dict[str, Any]:
-        return checks.to_dict(self)

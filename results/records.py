@@ -21,7 +21,7 @@ FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
-class TurnRecord:
+class TurnRecord(checks.VersionedRecord):
     """One turn of one session, as the runner recorded it (fields in samples.jsonl's order)."""
 
     task: str
@@ -68,14 +68,10 @@ class TurnRecord:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TurnRecord:
         """A current-format record; `where` names the file and line for errors."""
-        record = checks.from_dict(cls, data, where)
-        checks.require_version(record, FORMAT_VERSION, where)
+        record = super().from_dict(data, where)
         if record.error is None and record.turn is None:
             raise checks.RunFormatError(f"{where}: a record needs a 'turn' or an 'error'")
         return record
-
-    def to_dict(self) -> dict[str, Any]:
-        return checks.to_dict(self)
 
     @property
     def failed(self) -> bool:

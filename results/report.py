@@ -10,13 +10,13 @@ and budget all agree. The report holds fractions in [0, 1]; `results.tables` pri
 from __future__ import annotations
 
 from collections import defaultdict
-from statistics import mean
 from typing import Any
 
 from results.agreement import Agreement, agreements, reference_point
 from results.identity import PointIdentity, display_names
 from results.reader import Run
 from results.records import TurnRecord
+from results.summary import mean_present
 from errors import UsageError
 
 CATEGORIES = ("String Retrieval", "Semantic Retrieval", "Global Information", "Multi-task")
@@ -30,11 +30,6 @@ def check_scoring(scoring: str) -> str:
     return scoring
 
 
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return mean(values) if values else None
-
-
 def _order(values) -> dict[Any, int]:
     return {v: i for i, v in enumerate(dict.fromkeys(values))}
 
@@ -45,8 +40,8 @@ def signal(recs: list[TurnRecord], agreed: dict[int, Agreement | None]) -> dict[
     averaged over the records."""
     found = [agreed.get(id(r)) for r in recs]
     return {
-        "gold_nll": _mean(r.gold_nll for r in recs), "gold_token_acc": _mean(r.gold_token_acc for r in recs),
-        "agree_exact": _mean(a.exact for a in found if a), "agree_f1": _mean(a.f1 for a in found if a),
+        "gold_nll": mean_present(r.gold_nll for r in recs), "gold_token_acc": mean_present(r.gold_token_acc for r in recs),
+        "agree_exact": mean_present(a.exact for a in found if a), "agree_f1": mean_present(a.f1 for a in found if a),
     }
 
 
@@ -91,7 +86,7 @@ def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[s
                 recs = groups.get(group, [])
                 rows.append({
                     **ident(k), "mode": mode, "task": task, "category": categories.get(task),
-                    "score": _mean(getattr(r, field) for r in recs), "records": len(recs),
+                    "score": mean_present(getattr(r, field) for r in recs), "records": len(recs),
                     "sessions": len({r.sample_id for r in recs}), "failed_sessions": len(failed.get(group, ())),
                     "recomputed_turns": sum(1 for r in recs if (r.recomputed_tokens or 0) > 0),
                     **signal(recs, agreed),
@@ -99,10 +94,10 @@ def build_report(records: list[TurnRecord], scoring: str = "official") -> dict[s
             if not rows:
                 continue
             task_rows += rows
-            by_category = {c: _mean(r["score"] for r in rows if r["category"] == c) for c in CATEGORIES}
+            by_category = {c: mean_present(r["score"] for r in rows if r["category"] == c) for c in CATEGORIES}
             category_rows.append({
-                **ident(k), "mode": mode, "scores": by_category, "avg": _mean(by_category.values()),
-                "kept_kv": _mean(r.kept_kv for r in mode_recs), "reuse": _mean(r.reuse for r in mode_recs),
+                **ident(k), "mode": mode, "scores": by_category, "avg": mean_present(by_category.values()),
+                "kept_kv": mean_present(r.kept_kv for r in mode_recs), "reuse": mean_present(r.reuse for r in mode_recs),
                 **signal(mode_recs, agreed),
             })
             turn_rows += _turn_rows(ident(k), mode, mode_recs, field, agreed)
@@ -150,8 +145,8 @@ def _turn_rows(ident: dict[str, Any], mode: str, recs: list[TurnRecord], field: 
             per_task[r.task].append(getattr(r, field))
         rows.append({
             **ident, "mode": mode, "turn": turn + 1, "records": len(rs),
-            "score": _mean(_mean(v) for v in per_task.values()),
-            "reuse": _mean(r.reuse for r in rs), "kept_kv": _mean(r.kept_kv for r in rs),
+            "score": mean_present(mean_present(v) for v in per_task.values()),
+            "reuse": mean_present(r.reuse for r in rs), "kept_kv": mean_present(r.kept_kv for r in rs),
             **signal(rs, agreed),
         })
     return rows

@@ -44,22 +44,14 @@ class SummaryRow:
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(checks.VersionedRecord):
     results: list[SummaryRow]
     wall_seconds: float | None = None  # the point's bench run, when it wrote the summary
     format_version: int = FORMAT_VERSION
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Summary:
-        summary = checks.from_dict(cls, data, where)
-        checks.require_version(summary, FORMAT_VERSION, where)
-        return summary
 
-    def to_dict(self) -> dict[str, Any]:
-        return checks.to_dict(self)
-
-
-def _mean(values) -> float | None:
+def mean_present(values) -> float | None:
+    """The mean of the values that are not None; None when there are none."""
     values = [v for v in values if v is not None]
     return mean(values) if values else None
 
@@ -90,19 +82,19 @@ def summarize(records: list[TurnRecord], wall_seconds: float | None = None) -> S
             by_turn[rec.turn].append(rec)
         turns = [
             TurnSummary(
-                turn=turn, n=len(rs), score=_mean(r.score for r in rs), score_fixed=_mean(r.score_fixed for r in rs),
-                reuse=_mean(r.reuse for r in rs), kept_kv=_mean(r.kept_kv for r in rs),
-                gold_nll=_mean(r.gold_nll for r in rs), gold_token_acc=_mean(r.gold_token_acc for r in rs),
-                agree_f1=_mean(a.f1 for r in rs if (a := agreed[id(r)]) is not None),
-                prompt_tokens=_mean(r.prompt_tokens for r in rs), cached_tokens=_mean(r.cached_tokens for r in rs),
-                latency=_mean(r.latency for r in rs),
+                turn=turn, n=len(rs), score=mean_present(r.score for r in rs), score_fixed=mean_present(r.score_fixed for r in rs),
+                reuse=mean_present(r.reuse for r in rs), kept_kv=mean_present(r.kept_kv for r in rs),
+                gold_nll=mean_present(r.gold_nll for r in rs), gold_token_acc=mean_present(r.gold_token_acc for r in rs),
+                agree_f1=mean_present(a.f1 for r in rs if (a := agreed[id(r)]) is not None),
+                prompt_tokens=mean_present(r.prompt_tokens for r in rs), cached_tokens=mean_present(r.cached_tokens for r in rs),
+                latency=mean_present(r.latency for r in rs),
             )
             for turn, rs in sorted(by_turn.items())
         ]
         rows.append(SummaryRow(
             *key, sessions=len({r.sample_id for r in recs}), failed_sessions=errors.get(key, 0),
             recomputed_turns=sum(1 for r in recs if (r.recomputed_tokens or 0) > 0),
-            score=_mean(r.score for r in recs), score_fixed=_mean(r.score_fixed for r in recs), turns=turns,
+            score=mean_present(r.score for r in recs), score_fixed=mean_present(r.score_fixed for r in recs), turns=turns,
         ))
     return Summary(rows, wall_seconds)
 

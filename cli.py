@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from commands import data
+from commands import calibrate, data
 from commands.bench import bench
 from commands.report import compare, report, rescore
 from commands.tui import tui
@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.command()(bench)
 app.add_typer(data.app, name="data")
+app.add_typer(calibrate.app, name="calibrate")
 app.command()(report)
 app.command()(rescore)
 app.command()(compare)

@@ -17,6 +17,7 @@ from typing import Any
 from bench.display import Display
 from bench.reuse_check import recomputed_tokens
 from data.sample import Sample
+from errors import UsageError
 from programs.base import SENT
 from programs.metrics.context import ScoringContext
 from programs.spec import TaskSpec
@@ -71,6 +72,19 @@ class SessionOutcome:
     error: str | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # what the session could not measure, and why
+    # The session's input cannot run at these sizes (no room for the prompt, a prompt over the
+    # server's limits): a rerun fails the same way.
+    input_error: bool = False
+
+
+# How SGLang words a request it rejects for its size (HTTP 400 from /generate): the input, not the
+# server, is at fault.
+INPUT_REJECTIONS = ("is longer than the model's context length", "exceeds the model's maximum context length",
+                    "exceeds the maximum number of tokens")
+
+
+def rejected_input(error: str) -> bool:
+    return any(phrase in error for phrase in INPUT_REJECTIONS)
 
 
 def data_source(task: TaskSpec, spec: BenchSpec) -> str:
@@ -170,7 +184,8 @@ def run_session(
     try:
         sample, first_prompt = fit_to_max_seq_len(conn, task, sample, mode, spec, budget_turns)
     except ValueError as err:
-        return SessionOutcome([record(error=f"ValueError: {err}", session_turns=1, session_seconds=0.0)], str(err), 0.0)
+        return SessionOutcome([record(error=f"ValueError: {err}", session_turns=1, session_seconds=0.0)], str(err), 0.0,
+                              input_error=True)
     program = get_program(task.name, mode)
     kwargs: dict[str, Any] = {"sample": sample, "chat": getattr(conn, "chat_format", None) or False, "max_turns": spec.max_turns}
     if spec.prompts != "official":
@@ -184,6 +199,9 @@ def run_session(
     probe = _session_probe(conn, sample, spec, namespace)
     if probe is not None:
         kwargs["after_turn"] = probe
+    scorer = _context_scorer(conn, sample, point, namespace)
+    if scorer is not None:
+        kwargs["score_context"] = scorer
     started = time.monotonic()
     try:
         if spec.flush_between_sessions:
@@ -196,7 +214,8 @@ def run_session(
     seconds = time.monotonic() - started - (probe.seconds if probe is not None else 0.0)
     if failure is not None or results is None:
         error = f"{type(failure).__name__}: {failure}"
-        return SessionOutcome([record(error=error, session_turns=1, session_seconds=seconds)], str(failure), seconds)
+        return SessionOutcome([record(error=error, session_turns=1, session_seconds=seconds)], str(failure), seconds,
+                              input_error=rejected_input(error))
 
     context_tokens = count_tokens(sample.context)
     gold = probe.results if probe is not None else {}
@@ -238,6 +257,19 @@ def _session_probe(conn: Connection, sample: Sample, spec: BenchSpec, namespace:
         return None
     golds = [answer_text(turn.answer) for turn in sample.turns]
     return SessionProbe(url, conn.tokenizer, golds, namespace, getattr(conn, "page_size", 1))
+
+
+def _context_scorer(conn: Connection, sample: Sample, point: PointIdentity, namespace: str):
+    """The session's scoring pass over its committed context (`programs.context_scoring`) when the
+    point's method scores the context that way (KVzip), else None."""
+    from kvmethods import from_dict
+    from programs.context_scoring import ContextScorer
+
+    url = getattr(conn, "url", None)
+    method = from_dict(point.settings) if point.settings.get("method") else None
+    if not url or not getattr(method, "scoring_pass", False):
+        return None
+    return ContextScorer(url, conn.tokenizer, method, getattr(conn, "chat_format", None), namespace, sample.context)
 
 
 class KeptKVReader:
@@ -292,7 +324,10 @@ def plan_work(spec: BenchSpec, count_tokens, run_dir: Path, display: Display) ->
         task = get_task(task_name)
         if data_source(task, spec) == "fixtures" and spec.data is None:
             display.message(f"{task.name}: no offline generator; using the bundled fixtures (pass --data for real rows)")
-        samples = load_task_samples(task, spec, count_tokens, on_skip)
+        try:
+            samples = load_task_samples(task, spec, count_tokens, on_skip)
+        except ValueError as err:  # a generator's sizes that cannot work (`cli.py bench` checks them first)
+            raise UsageError(f"{task.name}: {err}") from None
         # The sessions' contexts and gold turns, in SCBench's row layout (for viewers and rescoring).
         (run_dir / files.CONTEXTS).mkdir(exist_ok=True)
         files.write_jsonl_atomic(run_dir / files.CONTEXTS / f"{task.name}.jsonl", [s.to_row() for s in samples])
@@ -348,6 +383,7 @@ def run_bench(
 
     display.start(len(work), f"{point.label}: {','.join(spec.tasks)}")
     started = time.monotonic()
+    rejected: list[str] = []  # the errors of sessions whose input cannot run
     try:
         for mode in spec.modes:
             phase = [w for w in work if w[1] == mode]
@@ -357,6 +393,13 @@ def run_bench(
             for (task, mode_, sample, index), outcome, conn in run_sessions(phase, run_one, pool, point.parallel):
                 _record_session(outcome, kept, samples_path)
                 _show(display, point, f"{task.name}/{mode_}/{sample.id}", outcome)
+                if outcome.input_error:
+                    rejected.append(outcome.error or "")
+        if work and len(rejected) == len(work):  # nothing a rerun could change
+            raise UsageError(
+                f"{point.label}: every session failed on its input, as a rerun would: {rejected[0]} "
+                "(check --context-tokens, --max-seq-len and the server's context length and --max-total-tokens)"
+            )
     finally:
         display.close()
         summary = summarize(load_run(run_dir).records, wall_seconds=round(time.monotonic() - started, 2))

@@ -4,8 +4,10 @@
     runs/<sweep>/<point>/               header.json, samples.jsonl, summary.json, contexts/, official/
 
 A sweep's directory name comes from its arguments (or `--name`), so running the same command again
-finds it: finished points are skipped, unfinished ones resume where they stopped (see
-`bench.resume`). A point directory is never reused for different arguments.
+finds it: finished points are skipped (once their records are checked), unfinished ones resume where
+they stopped (see `bench.resume`). A sweep or point directory is never reused for different
+arguments, and only one process writes a sweep at a time (`results.lock`). Every existing file is
+read, and the arguments compared, before anything is written or a server starts.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.display import Display
+from bench.resume import keep_finished, unfinished_reason
 from bench.runner import BenchSpec, PointRun, run_bench
 from errors import UsageError
 from results import files
 from results.headers import PointHeader, SweepIndex
 from results.identity import PointIdentity
-from results.reader import load_header
+from results.lock import sweep_lock
+from results.reader import load_header, load_run, load_summary, load_sweep_index
+from results.summary import summarize
 
 
 @dataclass(frozen=True)
@@ -95,41 +100,121 @@ def check_point_dir(point_dir: Path, spec: BenchSpec, point: Point) -> PointHead
     return header
 
 
+# The arguments a sweep's runs must share, by their field in sweep.json, as the options that set them.
+SPEC_OPTIONS = {
+    "tasks": "--tasks", "modes": "--modes", "num_samples": "--samples", "context_tokens": "--context-tokens",
+    "num_turns": "--turns", "seed": "--seed", "data": "--data", "history": "--history", "max_turns": "--max-turns",
+    "chat_template": "--chat-template", "flush_between_sessions": "flush between sessions",
+    "max_seq_len": "--max-seq-len", "prompts": "--prompts", "gold_likelihood": "--gold-likelihood",
+}
+# Endpoints may change between runs (a server restarted on another port); what runs there may not.
+SERVER_OPTIONS = {"model": "--model", "device": "--device", "max_total_tokens": "--max-total-tokens"}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "(none)"
+    return "(unset)" if value is None else str(value)
+
+
+def check_sweep_args(sweep_dir: Path, spec: BenchSpec, points: list[Point], servers: Servers) -> None:
+    """Refuses a sweep directory whose sweep.json was written for other arguments, naming each one
+    that differs: one sweep never mixes runs of different arguments."""
+    index = load_sweep_index(sweep_dir)  # a damaged one is one line
+    if index is None:
+        return
+    mine = json.loads(json.dumps({"spec": asdict(spec), "servers": asdict(servers)}))
+    differ = []
+    if index.spec is not None:
+        for key, option in SPEC_OPTIONS.items():
+            if index.spec.get(key) != mine["spec"].get(key):
+                differ.append((option, index.spec.get(key), mine["spec"].get(key)))
+    if index.servers is not None:
+        for key, option in SERVER_OPTIONS.items():
+            if index.servers.get(key) != mine["servers"].get(key):
+                differ.append((option, index.servers.get(key), mine["servers"].get(key)))
+    if index.points != [p.label for p in points]:
+        differ.append(("--methods/--budgets (points)", index.points, [p.label for p in points]))
+    if differ:
+        what = "; ".join(f"{option} {_shown(there)} there, {_shown(here)} here" for option, there, here in differ)
+        raise UsageError(f"{sweep_dir} holds a sweep of other arguments ({what}); run the same command to resume "
+                         "it, or choose another --name or --out")
+
+
+def point_state(point_dir: Path, spec: BenchSpec, point: Point) -> str | None:
+    """Reads the point's files before anything runs (a damaged one is one line; another point's
+    arguments are refused): None when it must run (new, unfinished, or sessions lost since it
+    finished), else why it is done."""
+    existing = check_point_dir(point_dir, spec, point)
+    if existing is None:
+        return None
+    if not existing.finished:
+        load_run(point_dir)  # damaged records stop the sweep before any server starts
+        return None
+    load_summary(point_dir)  # so does a damaged summary (a missing one is rebuilt)
+    lost = unfinished_reason(point_dir, spec.tasks, spec.modes)
+    return f"marked finished, but {lost}" if lost else "finished earlier"
+
+
 def run_sweep(spec: BenchSpec, points: list[Point], servers: Servers, sweep_dir: Path, display: Display,
               base_header: dict[str, Any], parallel: int = 1) -> list[Path]:
-    """Runs every unfinished point in turn; returns the point directories."""
+    """Runs every unfinished point in turn, holding the sweep's lock (a second bench on the same
+    sweep is refused); returns the point directories. Every file is checked before anything is written."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with sweep_lock(sweep_dir, "bench"):
+        check_sweep_args(sweep_dir, spec, points, servers)
+        states = [point_state(sweep_dir / point.label, spec, point) for point in points]
+        index = SweepIndex(**base_header, spec=asdict(spec), points=[p.label for p in points],
+                           servers=asdict(servers), parallel=parallel)
+        files.write_json_atomic(sweep_dir / files.SWEEP, index.to_dict())
+        for number, (point, state) in enumerate(zip(points, states), 1):
+            display.message(f"point {number}/{len(points)}: {point.label}")
+            point_dir = sweep_dir / point.label
+            if state == "finished earlier":
+                _tidy_finished(point_dir, display, point.label)
+                display.message(f"{point.label}: finished earlier ({point_dir})")
+                continue
+            if state:
+                display.message(f"{point.label}: {state}; running what is missing")
+            _run_point(spec, point, servers, point_dir, display, base_header, parallel)
+    return [sweep_dir / point.label for point in points]
+
+
+def _tidy_finished(point_dir: Path, display: Display, label: str) -> None:
+    """A finished point's samples.jsonl without stray records (a session recorded twice, a torn
+    line), and its summary.json and official/ export rebuilt when missing or out of date."""
     from results.export import export_official
 
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    index = SweepIndex(**base_header, spec=asdict(spec), points=[p.label for p in points], servers=asdict(servers),
-                       parallel=parallel)
-    files.write_json_atomic(sweep_dir / files.SWEEP, index.to_dict())
-    dirs = []
-    for number, point in enumerate(points, 1):
-        display.message(f"point {number}/{len(points)}: {point.label}")
-        point_dir = sweep_dir / point.label
-        dirs.append(point_dir)
-        existing = check_point_dir(point_dir, spec, point)
-        if existing and existing.finished:
-            display.message(f"{point.label}: finished earlier ({point_dir})")
-            continue
-        point_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            conns, server_info, stats_path = _serve(stack, point, servers, point_dir, display)
-            header = PointHeader(
-                **base_header, method=point.method.to_dict(), method_label=point.label,
-                budget=point.effective_budget, server=server_info, model_path=conns[0].model_path,
-                chat_template=conns[0].chat, finished=False,
-            )
-            run = PointRun(point_dir, point.identity, stats_path, parallel)
-            summary = run_bench(spec, conns, run, display, header)
+    _, rewritten = keep_finished(point_dir)
+    if rewritten or not (point_dir / files.SUMMARY).is_file():
+        old = load_summary(point_dir)
+        summary = summarize(load_run(point_dir).records, old.wall_seconds if old else None)
+        files.write_json_atomic(point_dir / files.SUMMARY, summary.to_dict())
         export_official(point_dir)
-        failed = sum(r.failed_sessions for r in summary.results)
-        header = load_header(point_dir).replace(finished=failed == 0)
-        files.write_json_atomic(point_dir / files.HEADER, header.to_dict())
-        if failed:
-            display.message(f"{point.label}: {failed} sessions failed; run the same command again to retry them")
-    return dirs
+        display.message(f"{label}: {files.SAMPLES} tidied and {files.SUMMARY} rebuilt" if rewritten
+                        else f"{label}: {files.SUMMARY} was missing; rebuilt from {files.SAMPLES}")
+
+
+def _run_point(spec: BenchSpec, point: Point, servers: Servers, point_dir: Path, display: Display,
+               base_header: dict[str, Any], parallel: int) -> None:
+    from results.export import export_official
+
+    point_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        conns, server_info, stats_path = _serve(stack, point, servers, point_dir, display)
+        header = PointHeader(
+            **base_header, method=point.method.to_dict(), method_label=point.label,
+            budget=point.effective_budget, server=server_info, model_path=conns[0].model_path,
+            chat_template=conns[0].chat, finished=False,
+        )
+        run = PointRun(point_dir, point.identity, stats_path, parallel)
+        summary = run_bench(spec, conns, run, display, header)
+    export_official(point_dir)
+    failed = sum(r.failed_sessions for r in summary.results)
+    header = load_header(point_dir).replace(finished=failed == 0)
+    files.write_json_atomic(point_dir / files.HEADER, header.to_dict())
+    if failed:
+        display.message(f"{point.label}: {failed} sessions failed; run the same command again to retry them")
 
 
 def _serve(stack, point: Point, servers: Servers, point_dir: Path, display: Display):

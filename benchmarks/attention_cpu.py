@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kvmethods import SparsePlan, get_method  # noqa: E402
 from kvmethods.torch_executor import attend  # noqa: E402
+from benchmarks.measure import load_note, load_text  # noqa: E402
 
 HQ, HKV, D = 4, 2, 64
 SCALE = 1 / math.sqrt(D)
@@ -158,6 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, Hq={HQ} Hkv={HKV} D={D} float32")
+    load_before = load_note()
     started = time.perf_counter()
 
     all_rows, speedups, kept = [], {}, {}
@@ -167,7 +169,8 @@ def main() -> None:
         kept[n] = kept_ratios(n)
 
     print_results(args.lengths, all_rows, speedups, kept)
-    print(f"total {time.perf_counter() - started:.0f} s")
+    print(f"{load_text(load_before)} before, {load_text(load_note())} after; "
+          f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,15 @@
 One run starts two managed servers on the embedded model, one after the other: (a) SGLang as it
 ships (RadixAttention on) and (b) the same server with `--disable-radix-cache`. On each it runs one
 Retr.KV session over the same ~4K-token context in both shared-context modes (multi-turn: 5 turns;
-multi-request: 5 questions), through the project's frontend programs, with the task's own answer
-budget (SCBench's kv: max 150 new tokens, greedy). It measures
+multi-request: 5 questions), through the project's frontend programs, greedy.
+
+Equal decode work. Decoding is about half of a session on CPU, and two servers' greedy answers are
+not bit-identical (cached KV vs a fresh prefill, batched differently), so with each answer's own
+length one server can decode far more tokens than the other and the ratio moves between reruns.
+By default every answer therefore decodes exactly as many tokens as the session's longest gold
+answer (`--decode-tokens gold`; EOS and stop strings ignored), on both servers; an integer fixes
+another length; `task` keeps the task's own budget (SCBench's kv: up to 150 tokens, stops at EOS),
+as a real session runs, and prints both sides' decoded tokens. It measures
 
 - the wall time of each session (cache flushed before it);
 - the prefill tokens the server actually computed: the sum over every /generate request the
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +48,7 @@ from benchmarks.measure import (
     write_json,
 )
 from benchmarks.options import EMBEDDED, MODES, choice_list, default_out
-from benchmarks.recording import Recorder, waves
+from benchmarks.recording import Recorder, fixed_decode, waves
 from benchmarks.serving import flush_cache, prefill_only, replay, warm_up
 
 NAME = "kv_reuse"
@@ -49,6 +56,8 @@ TARGET_WALL_RATIO = 3.0
 TARGET_PREFILL_TOLERANCE = 0.05
 CONFIGS = (("radix", ()), ("no-radix", ("--disable-radix-cache",)))
 BACKENDS = ("native", "kvm")
+GOLD, TASK = "gold", "task"
+MAX_DECODE_TOKENS = 4096
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,10 +69,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backends", default="native",
                         help="native (SGLang's torch_native, as `full` runs), kvm (the project's backend running "
                              "`full`), or both: native,kvm")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="answer budget override for a what-if run (default: the kv task's own, 150)")
+    parser.add_argument("--decode-tokens", type=decode_tokens_arg, default=GOLD,
+                        help="tokens every answer decodes on both servers, EOS ignored: 'gold' (the session's "
+                             "longest gold answer, default), an integer, or 'task' (the kv task's own budget, "
+                             "150, stopping at EOS: unequal decode work)")
     parser.add_argument("--out", type=Path, default=default_out(NAME))
     return parser.parse_args(argv)
+
+
+def decode_tokens_arg(value: str) -> str | int:
+    """--decode-tokens: 'gold', 'task' or a positive integer."""
+    if value in (GOLD, TASK):
+        return value
+    try:
+        tokens = int(value)
+    except ValueError:
+        tokens = 0
+    if not 1 <= tokens <= MAX_DECODE_TOKENS:
+        raise argparse.ArgumentTypeError(f"expected gold, task or an integer 1..{MAX_DECODE_TOKENS}, got {value!r}")
+    return tokens
+
+
+def decode_length(choice: str | int, tokenizer, sample) -> int | None:
+    """Tokens each answer decodes (None: the task's own budget, stopping at EOS)."""
+    if choice == TASK:
+        return None
+    if choice == GOLD:
+        return max(len(tokenizer.encode(str(t.answer), add_special_tokens=False)) for t in sample.turns)
+    return int(choice)
 
 
 def prompt_token_counts(tokenizer, mode: str, calls) -> tuple[list[int], int | None]:
@@ -77,13 +110,14 @@ def prompt_token_counts(tokenizer, mode: str, calls) -> tuple[list[int], int | N
     return prompts, context
 
 
-def run_mode(conn, url: str, task, sample, mode: str) -> dict:
-    """One session through the frontend program, recorded, then replayed prefill-only."""
+def run_mode(conn, url: str, task, sample, mode: str, decode_tokens: int | None) -> dict:
+    """One session through the frontend program, recorded, then replayed prefill-only.
+    `decode_tokens`: every answer decodes exactly this many tokens (None: the task's own budget)."""
     from programs.base import PROGRAMS
 
     program = PROGRAMS[mode].bind(task=task)
     flush_cache(url)
-    with Recorder() as recorder:
+    with Recorder(rewrite=None if decode_tokens is None else fixed_decode(decode_tokens)) as recorder:
         started = time.monotonic()
         state = program.run(backend=conn.backend, sample=sample, chat=conn.chat)
         wall = time.monotonic() - started
@@ -130,6 +164,7 @@ class Measured:
     results: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)
     servers: dict[str, dict] = field(default_factory=dict)
     context_tokens: int = 0
+    decode_tokens: int | None = None
     load_before: dict[str, Any] = field(default_factory=dict)
     load_after: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
@@ -156,10 +191,11 @@ def measure(args: argparse.Namespace, task, modes: tuple[str, ...], backends: tu
                     sample = kv_samples(conn.tokenizer, context_tokens=args.context_tokens, turns=args.turns,
                                         seed=args.seed)[0]
                     run.context_tokens = len(conn.tokenizer.encode(sample.context))
+                    run.decode_tokens = decode_length(args.decode_tokens, conn.tokenizer, sample)
                 warm_up(server.url)
                 run.results[backend][label] = {}
                 for mode in modes:
-                    r = run.results[backend][label][mode] = run_mode(conn, server.url, task, sample, mode)
+                    r = run.results[backend][label][mode] = run_mode(conn, server.url, task, sample, mode, run.decode_tokens)
                     r["loadavg_1m_after"] = load_note()["loadavg_1m"]
                     print(f"  {backend:>6} {label:>8} {mode:<13} {r['wall_s']:7.1f} s  prefill "
                           f"{r['computed_prefill_tokens']} tok, prefill-only {r['prefill_only_wall_s']:.1f} s "
@@ -169,8 +205,10 @@ def measure(args: argparse.Namespace, task, modes: tuple[str, ...], backends: tu
 
 
 def print_sessions(args, task, modes, backends, run: Measured) -> None:
+    decode = (f"up to {task.max_new_tokens} new tokens per answer, stopping at EOS" if run.decode_tokens is None
+              else f"exactly {run.decode_tokens} new tokens per answer on both servers (EOS ignored)")
     print(f"\nRetr.KV, one session per mode: {run.context_tokens}-token context, {args.turns} turns/questions, "
-          f"max_new_tokens {task.max_new_tokens}, greedy; embedded {EMBEDDED}")
+          f"{decode}, greedy; embedded {EMBEDDED}")
     rows = []
     for backend in backends:
         for label, _ in CONFIGS:
@@ -226,14 +264,20 @@ def print_targets(task, modes, backends, run: Measured, ratios: dict[str, dict])
                                 for b in backends for m in modes), all(prefill_ok.values())))
     for backend in backends:
         print_why_missed(task, modes, backend, run, wall_ratios)
-    differ = [f"{b}/{m} {results[b]['radix'][m]['completion_tokens']} vs {results[b]['no-radix'][m]['completion_tokens']}"
-              for b in backends for m in modes
-              if results[b]["radix"][m]["completion_tokens"] != results[b]["no-radix"][m]["completion_tokens"]]
-    if differ:
-        print("Decode work differs between the two servers (completion tokens radix vs no-radix: " + ", ".join(differ)
-              + "): greedy answers are not bit-identical when the KV comes from the cache or from a fresh prefill, "
-              "batched differently; some answers then run to the 150-token limit on one side only.")
-    return {"wall_met": wall_met, "prefill_met": all(prefill_ok.values())}
+    decoded = {f"{b}/{m}": (results[b]["radix"][m]["completion_tokens"], results[b]["no-radix"][m]["completion_tokens"])
+               for b in backends for m in modes}
+    equal = all(a == b for a, b in decoded.values())
+    print(target_line("equal decode work on both servers (decoded tokens radix vs no-radix)",
+                      ", ".join(f"{k} {a} vs {b}" for k, (a, b) in decoded.items()), equal))
+    if not equal and run.decode_tokens is None:
+        print("With the task's own budget the answers decide the decode length: greedy answers are not bit-identical "
+              "when the KV comes from the cache or from a fresh prefill, so the wall ratio mixes reuse with "
+              "decode length. Run with --decode-tokens gold (the default) to compare like with like.")
+    return {"wall_met": wall_met, "prefill_met": all(prefill_ok.values()), "equal_decode": equal}
+
+
+def decode_words(task, decode_tokens: int | None) -> str:
+    return f"up to {task.max_new_tokens} tokens" if decode_tokens is None else f"{decode_tokens} tokens"
 
 
 def print_why_missed(task, modes, backend: str, run: Measured, wall_ratios: dict) -> None:
@@ -247,7 +291,7 @@ def print_why_missed(task, modes, backend: str, run: Measured, wall_ratios: dict
     gains = ", ".join(f"{m} {fmt_ratio(ratio(b[m]['prefill_only_wall_s'], a[m]['prefill_only_wall_s']))}"
                       for m in missed)
     print(f"Why ({backend}): prefill-only time is this share of the session ({shares}); the rest is decoding "
-          f"(up to {task.max_new_tokens} tokens per answer), which reuse does not shorten. Prefill-only time "
+          f"({decode_words(task, run.decode_tokens)} per answer), which reuse does not shorten. Prefill-only time "
           f"itself drops {gains} with reuse" + (
               ", not more, because SGLang's torch_native extend attends over every row of the sequence "
               "(cached prefix included) and keeps only the new rows: reuse saves the prefix's projections and "
@@ -262,8 +306,6 @@ def main(argv=None) -> None:
     from runtime.versions import versions
 
     task = get_task("kv")
-    if args.max_new_tokens is not None:
-        task = replace(task, max_new_tokens=args.max_new_tokens)
     args.out.mkdir(parents=True, exist_ok=True)
 
     run = measure(args, task, modes, backends)
@@ -275,7 +317,8 @@ def main(argv=None) -> None:
           f"total {time.monotonic() - run.started:.0f} s")
     path = write_json(args.out / "result.json", {
         "benchmark": NAME, "args": {k: str(v) for k, v in vars(args).items()}, "versions": versions(),
-        "context_tokens": run.context_tokens, "max_new_tokens": task.max_new_tokens, "servers": run.servers,
+        "context_tokens": run.context_tokens, "max_new_tokens": task.max_new_tokens,
+        "decode_tokens_per_answer": run.decode_tokens, "servers": run.servers,
         "results": run.results, **ratios,
         "targets": {"wall_ratio": TARGET_WALL_RATIO, "prefill_tolerance": TARGET_PREFILL_TOLERANCE, **met},
         "load_before": run.load_before, "load_after": run.load_after,

@@ -6,7 +6,7 @@ import contextlib
 import copy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +27,19 @@ class Call:
         return self.url.endswith("/generate")
 
 
+# Rewrites a /generate payload in place before it is sent (e.g. to fix the decode length).
+Rewrite = Callable[[dict[str, Any]], None]
+
+
 class Recorder:
     """Patches the frontend's `http_request` (sglang.lang.backend.runtime_endpoint) to record every
-    request: the exact JSON payload, the response's meta_info, start and end times."""
+    request: the exact JSON payload, the response's meta_info, start and end times. `rewrite`, if
+    given, changes each /generate payload before it is sent; the recorded payload is what was sent."""
 
-    def __init__(self):
+    def __init__(self, rewrite: Rewrite | None = None):
         self.calls: list[Call] = []
         self._lock = threading.Lock()
+        self._rewrite = rewrite
 
     def __enter__(self) -> Recorder:
         import sglang.lang.backend.runtime_endpoint as endpoint
@@ -42,7 +48,12 @@ class Recorder:
         self._original = endpoint.http_request
         original = self._original
 
+        rewrite = self._rewrite
+
         def recording(url, json=None, *args, **kwargs):
+            if rewrite is not None and json is not None and url.endswith("/generate"):
+                json = copy.deepcopy(json)
+                rewrite(json)
             call = Call(url=url, payload=copy.deepcopy(json), start=time.monotonic())
             res = original(url, json, *args, **kwargs)
             call.end = time.monotonic()
@@ -78,3 +89,20 @@ def waves(calls: Sequence[Call]) -> list[list[Call]]:
             groups.append([call])
             horizon = call.end
     return groups
+
+
+def fixed_decode(tokens: int) -> Rewrite:
+    """A rewrite that makes every decoding request decode exactly `tokens` tokens (EOS and stop
+    strings ignored); requests that only prefill (max_new_tokens 0) are left alone. Two servers
+    given the same session then do the same decode work whatever their answers."""
+
+    def rewrite(payload: dict[str, Any]) -> None:
+        params = payload.setdefault("sampling_params", {})
+        if params.get("max_new_tokens", 1) == 0:
+            return
+        params["max_new_tokens"] = tokens
+        params["ignore_eos"] = True
+        for key in ("stop", "stop_token_ids", "stop_regex"):
+            params.pop(key, None)
+
+    return rewrite

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands.common import one_line_errors, split_list
+from commands.common import one_line_errors, parse_list
 from runtime.versions import versions
 
 EMBEDDED = "embedded:smollm2-135m-instruct"  # kept in sync with runtime.model.EMBEDDED_MODEL (tested)
@@ -25,20 +25,24 @@ def default_methods(methods: str | None, budgets: str, context_tokens: int, data
     """(methods, budgets) as given, or the default comparison when --methods is not given: on
     generated data with a managed server, `DEFAULT_COMPARISON` at a quarter of the context (unless
     --budgets says otherwise); otherwise full attention."""
+    swept = parse_list(budgets, "--budgets", allow_empty=True)
     if methods is not None:
-        return split_list(methods), split_list(budgets)
+        return parse_list(methods, "--methods"), swept
     if data is not None or endpoints:
-        return ("full",), split_list(budgets)
-    return DEFAULT_COMPARISON, split_list(budgets) or (str(context_tokens // DEFAULT_BUDGET_SHARE),)
+        return ("full",), swept
+    return DEFAULT_COMPARISON, swept or (str(context_tokens // DEFAULT_BUDGET_SHARE),)
 
 
 def resolve_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
     """Task names as given (`all` = every task), validated; HF config names are accepted."""
+    from commands.bench_checks import check_unique
     from programs.registry import get_task, task_names
 
     if tasks == ("all",):
         return tuple(task_names())
-    return tuple(get_task(task).name for task in tasks)
+    resolved = tuple(get_task(task).name for task in tasks)
+    check_unique(resolved, "--tasks")  # kv and scbench_kv are one task
+    return resolved
 
 
 def _validate(modes, history, prompts) -> None:
@@ -51,10 +55,10 @@ def _validate(modes, history, prompts) -> None:
 
 
 def bench(
-    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (e.g. kv,vt), or 'all'.")] = "kv",
-    modes: Annotated[str, typer.Option(help="Comma-separated: multi-turn, multi-request.")] = "multi-turn,multi-request",
-    samples: Annotated[Optional[int], typer.Option(min=1, help="Sessions per task (default: every row of --data, as SCBench's runner; 2 from the offline generators).")] = None,
-    context_tokens: Annotated[int, typer.Option(min=64, help="Context size of generated samples, in model tokens.")] = 2000,
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (e.g. kv,vt), or 'all'; each at most once.")] = "kv",
+    modes: Annotated[str, typer.Option(help="Comma-separated: multi-turn, multi-request; each at most once.")] = "multi-turn,multi-request",
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Sessions per task (default: every row of --data, as SCBench's runner; 2 from the offline generators); at most 1,000,000, and generated sessions at most what half the available memory holds.")] = None,
+    context_tokens: Annotated[int, typer.Option(min=64, help="Context size of generated samples, in model tokens; at most the model's context length (and the managed server's --max-total-tokens).")] = 2000,
     turns: Annotated[int, typer.Option(min=1, help="Turns per generated session.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the offline generators.")] = 0,
     data: Annotated[Optional[str], typer.Option(help="SCBench rows: a JSONL/parquet file, a folder laid out like the hub repo, 'hub', or 'fixtures'. Default: generate offline (bundled fixtures for tasks without a generator).")] = None,
@@ -66,22 +70,22 @@ def bench(
     model: Annotated[str, typer.Option(help="HF model id or local path for the managed server.")] = EMBEDDED,
     endpoint: Annotated[Optional[list[str]], typer.Option("--endpoint", help="Use existing SGLang servers (repeatable; or one router URL) instead of starting one; sessions are spread over them.")] = None,
     device: Annotated[str, typer.Option(help="Device of the managed server: cpu or cuda.")] = "cpu",
-    max_total_tokens: Annotated[int, typer.Option(min=1024, help="KV pool size of the managed server, in tokens.")] = 32768,
+    max_total_tokens: Annotated[int, typer.Option(min=1024, help="KV pool size of the managed server, in tokens; on CPU at most what half the available memory holds for the model's KV.")] = 32768,
     out: Annotated[Path, typer.Option(help="Folder that receives the sweep directory.")] = Path("runs"),
-    name: Annotated[Optional[str], typer.Option(help="Sweep directory name (default: tasks + a digest of the arguments, so a rerun resumes).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Sweep directory name: 1-128 of A-Z a-z 0-9 . _ + -, not starting with . or - (default: tasks + a digest of the arguments, so a rerun resumes).")] = None,
     budgets: Annotated[str, typer.Option(help="Comma-separated budgets to sweep for every method that uses one (e.g. 512,1024,2048).")] = "",
-    parallel: Annotated[int, typer.Option(min=1, help="Sessions in flight at once (over all servers).")] = 1,
+    parallel: Annotated[int, typer.Option(min=1, help="Sessions in flight at once (over all servers), 1 to 1024.")] = 1,
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated KV methods, one managed server each (e.g. full,snapkv,kivi; an unknown name lists every registered one, SCBENCH_PLUGINS modules' included), or a composition like minference+snapkv. Default: full,snapkv,streamingllm at a budget of a quarter of --context-tokens on generated data; full with --data or --endpoint.")] = None,
     method_arg: Annotated[Optional[list[str]], typer.Option("--method-arg", help="field=value for every method that has the field (repeatable), e.g. budget=2048 or minference.budget=1024.")] = None,
-    request_timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Give up on a server that sends no reply for this many seconds (default: wait forever, as SGLang's frontend does); the session fails and the server is dropped if its health check fails too.")] = None,
+    request_timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Give up on a server that sends no reply for this many seconds, at most 1,000,000 (default: wait forever, as SGLang's frontend does); the session fails and the server is dropped if its health check fails too.")] = None,
     gold_likelihood: Annotated[bool, typer.Option(help="Per turn, teacher-force the gold answer through the turn's KV and record its NLL and token accuracy (one short prefill each).")] = True,
 ) -> None:
     """Run SCBench sessions (both shared-context modes) and print score, gold-answer likelihood,
     agreement with full attention and KV reuse per turn."""
-    methods, budgets = default_methods(methods, budgets, context_tokens, data, list(endpoint or ()))
     with one_line_errors():
+        methods, budgets = default_methods(methods, budgets, context_tokens, data, list(endpoint or ()))
         _bench(
-            tasks=split_list(tasks), modes=split_list(modes), samples=samples, context_tokens=context_tokens,
+            tasks=parse_list(tasks, "--tasks"), modes=parse_list(modes, "--modes"), samples=samples, context_tokens=context_tokens,
             turns=turns, seed=seed, data=data, history=history, max_turns=max_turns, max_seq_len=max_seq_len, prompts=prompts,
             chat_template=chat_template, model=model, endpoints=list(endpoint or ()), device=device,
             max_total_tokens=max_total_tokens, out=out, name=name, methods=methods,
@@ -143,25 +147,20 @@ def check_data(spec) -> None:
 def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history, max_turns, max_seq_len,
            chat_template, model, endpoints, device, max_total_tokens, out, name, methods, method_args,
            budgets, parallel, request_timeout=None, prompts="official", gold_likelihood=True) -> None:
-    from errors import RuntimeFailure, UsageError
-    from runtime.server import is_healthy
+    from commands.bench_checks import check_counts, check_endpoints, check_name, check_sizes, managed_model
+    from errors import UsageError
 
     tasks = resolve_tasks(tasks)
     _validate(modes, history, prompts)
+    check_name(name)
+    check_counts(parallel=parallel, samples=samples, request_timeout=request_timeout)
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'. Valid: cpu, cuda")
     kv_methods = resolve_methods(methods, method_args, bool(endpoints))
     budget_values = resolve_budgets(budgets)
     if endpoints and budget_values:
         raise UsageError("--budgets needs managed servers (the budget is set when the server starts); omit --endpoint")
-    for url in endpoints:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--endpoint {url}: expected an http:// or https:// URL")
-    if len(set(endpoints)) != len(endpoints):
-        raise UsageError("--endpoint names a server twice")
-    for url in endpoints:  # before the sweep directory is made
-        if not is_healthy(url, timeout=10):
-            raise RuntimeFailure(f"no healthy SGLang server at {url} (GET /health failed)")
+    served = check_endpoints(endpoints)  # before the sweep directory is made
 
     from rich.console import Console
 
@@ -174,10 +173,8 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
         seed=seed, data=data, history=history, max_turns=max_turns or None, chat_template=chat_template,
         max_seq_len=max_seq_len or None, prompts=prompts, gold_likelihood=gold_likelihood,
     )
-    if not endpoints:  # a bad --model fails before anything is created
-        from runtime.model import resolve_model
-
-        resolve_model(model)
+    served = served or managed_model(model)  # a bad --model fails before anything is created
+    check_sizes(spec, served, device=device, max_total_tokens=max_total_tokens)  # and sizes that cannot work
     check_data(spec)  # so does a bad --data
     points = plan_points(kv_methods, budget_values)
     servers = Servers(model=model, endpoints=endpoints, device=device, max_total_tokens=max_total_tokens,

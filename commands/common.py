@@ -15,6 +15,23 @@ def split_list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def parse_list(value: str, option: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """A comma-separated option's items; an empty item, a repeated item or (unless `allow_empty`)
+    no item at all is a UsageError: `--tasks kv,kv` would run every session twice, `--tasks ""`
+    nothing."""
+    items = tuple(v.strip() for v in value.split(","))
+    if items == ("",):
+        if allow_empty:
+            return ()
+        raise UsageError(f"{option} is empty; give at least one comma-separated value")
+    if "" in items:
+        raise UsageError(f"{option} {value!r}: an item is empty; expected comma-separated values")
+    repeated = sorted({v for v in items if items.count(v) > 1})
+    if repeated:
+        raise UsageError(f"{option} {value!r}: names {', '.join(repeated)} more than once; give each once")
+    return items
+
+
 @contextlib.contextmanager
 def one_line_errors():
     """Known errors print one line (`SCBENCH_DEBUG=1` shows the traceback); usage errors exit 2, the

@@ -66,23 +66,42 @@ def show(
     index: Annotated[int, typer.Option(min=0, help="Which row.")] = 0,
     context_chars: Annotated[int, typer.Option(min=0, help="How much of the context to print.")] = 600,
 ) -> None:
-    """Print one sample: its context (abridged), then each turn's question and gold answer."""
+    """Print one sample: its context (abridged), then each turn's question and gold answer. The row's
+    text is shown as written (control characters spelled out, no markup read); rows the loader
+    rejects are named on stderr."""
     with one_line_errors():
         from rich.console import Console
         from rich.panel import Panel
+        from rich.text import Text
 
         from data.loader import load_samples
         from errors import UsageError
         from programs import get_task
+        from runtime.terminal_text import inert, one_line
 
         task = get_task(config)
-        samples = load_samples(task.config, None if data == "hub" else data, limit=index + 1)
+        skipped: list[str] = []
+        samples = load_samples(task.config, None if data == "hub" else data, limit=index + 1,
+                               on_skip=lambda ref, why: skipped.append(f"{ref}: {why}"))
         if len(samples) <= index:
-            raise UsageError(f"{task.config} has {len(samples)} usable rows; --index {index} is out of range")
+            rejected = f", {len(skipped)} rejected (first: {skipped[0]})" if skipped else ""
+            raise UsageError(
+                f"--data {data}: {task.config} has {len(samples)} usable rows{rejected}; --index {index} is out of range"
+            )
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for line in skipped:
+            err.print(inert(f"skipped {line}"))
         sample = samples[index]
-        console = Console()
-        context = sample.context if len(sample.context) <= context_chars else sample.context[:context_chars] + f" ... [{len(sample.context)} chars]"
-        console.print(Panel(context, title=f"{task.config} #{index} id={sample.id}", subtitle=json.dumps(sample.metadata, default=str)[:200]))
+        console = Console(highlight=False)
+        context = inert(sample.context if len(sample.context) <= context_chars else sample.context[:context_chars])
+        if len(sample.context) > context_chars:
+            context.append(f" ... [{len(sample.context)} chars]")
+        console.print(Panel(
+            context,
+            title=Text(f"{task.config} #{index} id=") + inert(one_line(sample.id)),
+            subtitle=inert(one_line(json.dumps(sample.metadata, default=str)[:200])),
+        ))
         for i, turn in enumerate(sample.turns, 1):
-            console.print(f"[bold]turn {i}[/bold] {turn.question.strip()[:500]}")
-            console.print(f"  [green]gold[/green] {json.dumps(turn.answer, ensure_ascii=False)[:300]}  {json.dumps(turn.extras, ensure_ascii=False)[:200]}")
+            console.print(Text(f"turn {i} ", style="bold") + inert(turn.question.strip()[:500]))
+            gold = json.dumps(turn.answer, ensure_ascii=False)[:300] + "  " + json.dumps(turn.extras, ensure_ascii=False)[:200]
+            console.print(Text("  ") + Text("gold", style="green") + Text(" ") + inert(gold))

@@ -2,8 +2,11 @@
 same schema (JSONL / JSON / parquet files, or a folder laid out like the hub repository: a folder
 per config, or the flat data/ folder of one file per config; each config reads its own files only).
 
-Malformed rows are reported (through `on_skip`) and skipped; the run goes on with the rest. The
-configs are those of the registered tasks (`programs.registry`), each with its own fixture file.
+Malformed rows are reported (through `on_skip`) and skipped; the run goes on with the rest. A row
+is malformed when it does not fit the schema (`data.sample.sample_from_row`), is nested deeper than
+any SCBench row (`data.sample.MAX_DEPTH`), or holds a turn its task cannot score (a Math.Find gold
+that is not a number: `programs.spec.TaskSpec.check_scoreable`). The configs are those of the
+registered tasks (`programs.registry`), each with its own fixture file.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from data.sample import MalformedRow, Sample, sample_from_row
+from data.sample import MAX_DEPTH, MalformedRow, Sample, sample_from_row
 from errors import UsageError
+from runtime.terminal_text import one_line
 
 HF_REPO = "microsoft/SCBench"
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -111,6 +115,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, object]]:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as err:
                 yield lineno, MalformedRow(f"invalid JSON: {err.msg}")
+            except RecursionError:  # the parser recurses once per level
+                yield lineno, MalformedRow(f"JSON nested deeper than {MAX_DEPTH} levels")
 
 
 def _read_json(path: Path) -> Iterator[tuple[int, object]]:
@@ -120,10 +126,35 @@ def _read_json(path: Path) -> Iterator[tuple[int, object]]:
 
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         yield from _read_jsonl(path)
         return
     yield from enumerate(document if isinstance(document, list) else [document])
+
+
+def _json_files(config: str, source: str | None) -> list[Path] | None:
+    """The JSON / JSONL files `source` holds for `config`, which this module parses itself (one broken
+    or too deeply nested row costs that row, where `datasets` would fail the file or crash); None
+    for the hub, parquet, or a folder whose files `_load_hf_rows` must check."""
+    if source is None:
+        return None
+    path = Path(source).expanduser()
+    if path.is_file():
+        return [path] if path.suffix in (".jsonl", ".json") else None
+    if path.is_dir():
+        files = config_files(path, config)
+        if files and all(f.suffix in (".jsonl", ".json") for f in files):
+            return files
+    return None
+
+
+def _read_json_files(files: list[Path], name_files: bool) -> Iterator[tuple[int | str, object]]:
+    """Rows of each file in turn; refs are line numbers (positions in a JSON array), prefixed by the
+    file's name when the rows come from a folder."""
+    for path in files:
+        read = _read_jsonl if path.suffix == ".jsonl" else _read_json
+        for ref, row in read(path):
+            yield (f"{ref} of {path.name}" if name_files else ref), row
 
 
 def load_samples(
@@ -133,16 +164,19 @@ def load_samples(
     limit: int | None = None,
     on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Sample]:
-    """Validated samples of one SCBench config; `on_skip(row_ref, reason)` hears about bad rows."""
+    """Validated samples of one SCBench config; `on_skip(row_ref, reason)` hears about bad rows (the
+    reference holds the row's id as text that is safe to print)."""
+    from programs.registry import get_task
+
     known = configs()
     if config not in known:
         raise UsageError(f"unknown config '{config}'; valid: {', '.join(known)}")
+    task = get_task(config)
     if source == FIXTURES:
         source = str(fixture_path(config))
-    if source is not None and Path(source).suffix == ".jsonl" and Path(source).is_file():
-        rows: Iterator[tuple[int, object]] = _read_jsonl(Path(source))  # refs: line numbers
-    elif source is not None and Path(source).suffix == ".json" and Path(source).is_file():
-        rows = _read_json(Path(source))
+    json_files = _json_files(config, source)
+    if json_files is not None:
+        rows: Iterator[tuple[int | str, object]] = _read_json_files(json_files, name_files=Path(source).is_dir())
     else:
         rows = ((i, row) for i, row in enumerate(_load_hf_rows(config, source)))
     samples: list[Sample] = []
@@ -150,12 +184,18 @@ def load_samples(
         try:
             if isinstance(row, MalformedRow):
                 raise row
-            samples.append(sample_from_row(row, fallback_id=position))
+            sample = sample_from_row(row, fallback_id=position)
+            try:
+                task.check_scoreable(sample)
+            except ValueError as err:
+                raise MalformedRow(str(err)) from None
         except MalformedRow as err:
             row_id = row.get("id") if isinstance(row, dict) else None
             if on_skip is not None:
-                on_skip(f"row {ref}" + (f" (id {row_id})" if row_id is not None else ""), str(err))
+                shown_id = f" (id {one_line(str(row_id)[:80])})" if isinstance(row_id, (str, int, float)) else ""
+                on_skip(f"row {ref}{shown_id}", one_line(str(err)))
             continue
+        samples.append(sample)
         if limit is not None and len(samples) >= limit:
             break
     return samples

@@ -6,8 +6,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# SCBench rows nest four levels (row, multi_turns, turn, a list answer); far deeper nesting is no
+# SCBench row, and would make printing or copying the row recurse past Python's limit.
+MAX_DEPTH = 100
+
+
 class MalformedRow(ValueError):
     """A dataset row that does not fit the SCBench schema; the loader reports and skips it."""
+
+
+def nesting_depth(value: Any, stop_after: int = MAX_DEPTH) -> int:
+    """How deep lists and dicts nest in `value` (a scalar: 0), counted without recursion; stops
+    counting once past `stop_after`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            deepest = max(deepest, depth)
+            if deepest > stop_after:
+                return deepest
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list, tuple)))
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,8 @@ def sample_from_row(row: dict[str, Any], fallback_id: Any = None) -> Sample:
     """
     if not isinstance(row, dict):
         raise MalformedRow(f"row is {type(row).__name__}, expected an object")
+    if nesting_depth(row) > MAX_DEPTH:
+        raise MalformedRow(f"nested deeper than {MAX_DEPTH} levels")
     if row.get("id") is None and fallback_id is not None:
         row = {**row, "id": fallback_id}
     context_field = "context" if row.get("context") is not None else "input"

@@ -1,6 +1,6 @@
 """GPU check of the FlashInfer executor against the torch executor, per KV method and length.
 
-    python -m flashinfer_ext.gpu_check [--lengths 8192,16384,32768] [--methods a,b] [--json OUT]
+    python -m flashinfer_ext.gpu_check [--lengths 8192,16384,32768] [--methods a,b] [--json OUT] [--table OUT.md]
 
 For every method (all of `kvmethods.method_names()` plus "minference+snapkv") and length it builds
 seeded random bf16 q/k/v (32 query heads, 8 KV heads, head_dim 128) on CUDA, asks the method for
@@ -10,9 +10,12 @@ by `compress(q[-32:], k)` for "compress" methods; quantization methods attend ov
 `quantize_kv(k, v)`), and runs each plan through FlashInfer (`flashinfer_executor.attend`), the
 torch executor on the CPU (the oracle) and dense causal FlashInfer. It prints one row per plan:
 max |out| and |lse| differences to the oracle, FlashInfer and dense times (CUDA events, median
-of 5 after a warmup) and the speedup; quantization rows add the relative error to unquantized
-dense attention. The oracle is bounded: prefills longer than --oracle-full compare their last
---oracle-rows rows only (an exact suffix sub-plan), and a --budget-s guard skips what is left.
+of 5 after a warmup, 1 when the warmup took over --slow-s) and the speedup; quantization rows add
+the relative error to unquantized dense attention. The oracle is bounded: prefills longer than
+--oracle-full compare their last --oracle-rows rows only (an exact suffix sub-plan), and a
+--budget-s guard (JIT compilation of the first calls included) skips every case left once it is
+spent. --json and --table (markdown) are rewritten after every row, so a run stopped from outside
+keeps what it measured.
 
 Exits 0 with one line when CUDA or flashinfer is missing; 1 when a comparison is out of tolerance.
 """
@@ -23,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -50,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lengths", default="8192,16384,32768", help="comma-separated prompt lengths")
     ap.add_argument("--methods", default="", help="comma-separated method names (default: all)")
     ap.add_argument("--json", default=None, help="write the results as JSON to this path")
+    ap.add_argument("--table", default=None, help="write the results as a markdown table to this path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layer", type=int, default=2, help="layer passed to every hook (2: Quest's first sparse layer)")
     ap.add_argument("--num-layers", type=int, default=32)
@@ -59,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rtol", type=float, default=1e-2)
     ap.add_argument("--lse-tol", type=float, default=1e-2, help="max |lse difference| (base 2)")
     ap.add_argument("--budget-s", type=float, default=220.0, help="skip the remaining checks after this long")
+    ap.add_argument("--slow-s", type=float, default=0.5, help="time once, not 5 times, when the warmup took longer")
     args = ap.parse_args(argv)
     args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     return args
@@ -103,10 +109,14 @@ def compare(out, lse, ref_out, ref_lse, atol: float, rtol: float) -> tuple[float
     return (float(diff.max()) if diff.numel() else 0.0), excess, lse_err
 
 
-def time_ms(fn, reps: int = 5) -> float:
-    """Median CUDA-event time of fn() over reps runs, after one warmup."""
+def time_ms(fn, reps: int = 5, slow_s: float = 0.5) -> float:
+    """Median CUDA-event time of fn() over reps runs (1 when the warmup took over slow_s seconds:
+    long sparse plans at 128K make hundreds of calls), after one warmup."""
+    t0 = time.monotonic()
     fn()
     torch.cuda.synchronize()
+    if time.monotonic() - t0 > slow_s:
+        reps = 1
     times = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -172,34 +182,46 @@ def check_case(name, phase, qq, kk, vv, plan, args, dense_ms, unquant=None, time
     return row
 
 
-def run(args, device: str = "cuda", timer=None, make_method=None) -> list[dict]:
-    """All rows of the table (printed as they come). device / timer / make_method let a CPU test
-    drive the same loop with a stand-in flashinfer and small method settings."""
+def run(args, device: str = "cuda", timer=None, make_method=None, on_row=None) -> list[dict]:
+    """All rows of the table (printed as they come; on_row(rows) after each). device / timer /
+    make_method let a CPU test drive the same loop with a stand-in flashinfer and small method
+    settings."""
     make_method = make_method or get_method
+    timer = timer or (lambda fn: time_ms(fn, slow_s=args.slow_s))
     names = [m for m in args.methods.split(",") if m.strip()] or [*method_names(), *EXTRA_METHODS]
     rows: list[dict] = []
     t0 = time.monotonic()
+    over = lambda: time.monotonic() - t0 > args.budget_s  # noqa: E731
+    skipped = f"skipped (over --budget-s {args.budget_s:g})"
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        print(_format(row), flush=True)
+        if on_row is not None:
+            on_row(rows)
+
     for length in args.lengths:
         g = torch.Generator(device=device).manual_seed(args.seed + length)
         q, k, v = (torch.randn(length, h, D, generator=g, device=device, dtype=torch.bfloat16) for h in (HQ, HKV, HKV))
         dense_ms: dict = {}
         for name in names:
             base = {"method": name, "tokens": length}
-            if time.monotonic() - t0 > args.budget_s:
-                rows.append({**base, "phase": "-", "status": f"skipped (over --budget-s {args.budget_s:g})"})
+            if over():
+                add({**base, "phase": "-", "status": skipped})
                 continue
             try:
                 method = make_method(name)
                 quant = "store" in method.phases
                 kk, vv = method.quantize_kv(k, v) if quant else (k, v)
                 for phase, qq, plan in plan_cases(method, q, k, args.layer, args.num_layers):
+                    if over():
+                        add({**base, "phase": phase, "status": skipped})
+                        continue
                     unquant = (k, v) if quant else None
-                    rows.append(check_case(name, phase, qq, kk, vv, plan, args, dense_ms, unquant, timer))
-                    print(_format(rows[-1]), flush=True)
+                    add(check_case(name, phase, qq, kk, vv, plan, args, dense_ms, unquant, timer))
             except Exception as exc:  # one broken method must not hide the others' results
                 traceback.print_exc(file=sys.stderr)
-                rows.append({**base, "phase": "-", "status": f"FAIL ({type(exc).__name__}: {exc})"[:200]})
-                print(_format(rows[-1]), flush=True)
+                add({**base, "phase": "-", "status": f"FAIL ({type(exc).__name__}: {exc})"[:200]})
         del q, k, v
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -227,19 +249,44 @@ def main(argv=None) -> int:
     print(f"device: {device}; flashinfer {version}; torch {torch.__version__}")
     print("(the first calls may JIT-compile FlashInfer kernels)")
     print("  ".join(key.ljust(w) if key in TEXT else key.rjust(w) for key, w, _ in COLUMNS).rstrip())
-    rows = run(args)
+    meta = {"device": device, "flashinfer": version, "torch": torch.__version__, "lengths": args.lengths}
+    rows = run(args, on_row=lambda rows: write_outputs(args, rows, meta))
     failed = [r for r in rows if str(r.get("status", "")).startswith("FAIL")]
     print(f"gpu_check: {len(rows)} rows, {len(failed)} failed")
-    if args.json:
-        write_json(args.json, rows, device=device, flashinfer=version, torch=torch.__version__, lengths=args.lengths)
+    write_outputs(args, rows, {**meta, "finished": True})
     return 1 if failed else 0
+
+
+def write_outputs(args, rows: list[dict], meta: dict) -> None:
+    if args.json:
+        write_json(args.json, rows, **meta)
+    if args.table:
+        write_table(args.table, rows, **meta)
 
 
 def write_json(path: str, rows: list[dict], **meta) -> None:
     """{**meta, "rows": rows}; an infinite error is written as the string "inf" (strict JSON)."""
     clean = [{k: ("inf" if isinstance(x, float) and math.isinf(x) else x) for k, x in r.items()} for r in rows]
-    with open(path, "w") as f:
+    with open(path + ".part", "w") as f:
         json.dump({**meta, "rows": clean}, f, indent=1)
+    os.replace(path + ".part", path)
+
+
+def markdown_table(rows: list[dict], **meta) -> str:
+    """The rows as a markdown table under one line of meta (device, versions)."""
+    head = "; ".join(f"{k} {v}" for k, v in meta.items() if k != "lengths")
+    keys = [key for key, _, _ in COLUMNS]
+    lines = [head, "", "| " + " | ".join(keys) + " |", "|" + "|".join("---" if k in TEXT else "---:" for k in keys) + "|"]
+    for row in rows:
+        cells = ["-" if row.get(k) is None else fmt.format(row[k]) for k, _, fmt in COLUMNS]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(path: str, rows: list[dict], **meta) -> None:
+    with open(path + ".part", "w") as f:
+        f.write(markdown_table(rows, **meta))
+    os.replace(path + ".part", path)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,18 @@ more new tokens than it finds cached (a short cached prefix, such as an instruct
 another session, keeps its own state); later turns and questions extend a long cached context and
 are appended uncompressed. The server runs without chunked prefill, so that prefill is one extend.
 
+Two capabilities a method may declare: `plans_on_visible` (its decode plan is made from the keys
+still visible: `decode_plan_visible(q, k, visible)`, RocketKV's second stage) and
+`selects_per_turn` (`turn_keep(q, k)` at every extend selects keys for that request's own decode
+steps without evicting anything, RocketKV-MT; kept per request pool index and layer, dropped when
+the request leaves the decode batch).
+
+A method scored by a pass over the context (`scoring_pass`: KVzip) decides nothing at that prefill:
+the client then sends the reconstruction requests (`flashinfer_ext.context_scoring`), whose request
+ids say which context positions each one scores; the backend gathers the scores per layer and KV
+head and, after the last one, keeps the method's selection visible. Those requests change nothing
+else, and a gold probe never scores.
+
 Quantization methods read the pool through `quantize_where`: attention sees dequantized K/V where
 the method says, full precision elsewhere. Which tokens depends on the method's `scope`:
 - "stored" (FP8): every token read back from the pool, at an extend the cached prefix and at decode
@@ -35,6 +47,7 @@ import json
 
 import torch
 
+from flashinfer_ext.context_scoring import ContextScores, parse_scoring_rid
 from flashinfer_ext.plugin import PROBE_RID_PREFIX
 from flashinfer_ext.slot_state import SlotState
 from kvmethods.base import is_context_prefill
@@ -71,9 +84,18 @@ class KVMethodBackend(TorchNativeAttnBackend):
         self.quantizes = "store" in method.phases
         # Quantization of the context prefill's tokens only: their slots are marked (KIVI).
         self.marks_quantized = self.quantizes and method.scope == "context"
-        self.compresses = "compress" in method.phases
+        # A method scored by a pass over the context (KVzip) decides on that pass, not at the prefill.
+        self.context_scores = ContextScores(method, self.num_layers) if getattr(method, "scoring_pass", False) else None
+        self.compresses = "compress" in method.phases and self.context_scores is None
         # Without a decode phase a method's decode plan is full attention over the visible keys.
         self.batched_decode = "decode" not in method.phases and not self.quantizes
+        # A method that plans a decode step from the keys still visible (RocketKV) gets them.
+        self.plans_on_visible = bool(getattr(method, "plans_on_visible", False))
+        # A method that selects anew at every extend without evicting (RocketKV-MT): the selection
+        # is the request's own (forks of a shared context ask different questions), kept per
+        # request pool index and layer until the request leaves the decode batch.
+        self.selects_per_turn = bool(getattr(method, "selects_per_turn", False))
+        self.turn_keep: dict[int, dict[int, torch.Tensor]] = {}
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -141,7 +163,9 @@ class KVMethodBackend(TorchNativeAttnBackend):
         for i, (prefix_len, q_len) in enumerate(_extend_lens(forward_batch)):
             seq_len = prefix_len + q_len
             probe = i < len(rids) and str(rids[i]).startswith(PROBE_RID_PREFIX)
-            decides = is_context_prefill(q_len, seq_len) and not probe  # a measuring probe changes no state
+            # A scoring pass over the context (KVzip) changes only what it scores.
+            scoring = parse_scoring_rid(rids[i]) if self.context_scores is not None and i < len(rids) else None
+            decides = is_context_prefill(q_len, seq_len) and not probe and scoring is None  # a probe changes no state
             slots, keys, values = self._request_kv(layer, forward_batch.req_pool_indices[i], seq_len, prefix_len)
             query = q_[start : start + q_len]
             plan = self.method.prefill_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
@@ -151,6 +175,11 @@ class KVMethodBackend(TorchNativeAttnBackend):
             else:
                 out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[start : start + q_len] = out.to(o.dtype)
+            if scoring is not None:
+                self.context_scores.add(scoring, layer.layer_id, query, keys, slots, layer.scaling, state)
+            if self.selects_per_turn and not probe:
+                keep = self.method.turn_keep(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
+                self.turn_keep.setdefault(int(forward_batch.req_pool_indices[i]), {})[layer.layer_id] = keep
             if self.compresses and decides:
                 # The context's prefill. A short cached prefix (another session's identical
                 # instruction, a chat header) keeps its own state; the new slots take the decision.
@@ -174,17 +203,42 @@ class KVMethodBackend(TorchNativeAttnBackend):
             self._decode_batched(q_, o_, layer, forward_batch, state)
             return o
         rids = forward_batch.rids or []
+        if self.selects_per_turn and layer.layer_id == 0:  # forget the requests that left
+            running = {int(r) for r in forward_batch.req_pool_indices.tolist()}
+            self.turn_keep = {r: keep for r, keep in self.turn_keep.items() if r in running}
         for i, seq_len in enumerate(forward_batch.seq_lens_cpu.tolist()):
             seq_len = int(seq_len)
             slots, keys, values = self._request_kv(layer, forward_batch.req_pool_indices[i], seq_len, seq_len)
             query = q_[i : i + 1]
-            plan = self.method.decode_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
-            plan = plan.with_visibility(state.visibility(layer.layer_id, slots))
+            visible = state.visibility(layer.layer_id, slots)
+            if self.selects_per_turn:
+                visible = self._with_turn_keep(int(forward_batch.req_pool_indices[i]), layer.layer_id, visible)
+            if self.plans_on_visible:
+                plan = self.method.decode_plan_visible(
+                    query, keys, visible, layer=layer.layer_id, num_layers=self.num_layers
+                )
+            else:
+                plan = self.method.decode_plan(query, keys, layer=layer.layer_id, num_layers=self.num_layers)
+            plan = plan.with_visibility(visible)
             out, _ = self.attend(query, keys, values, plan, scale=layer.scaling)
             o_[i] = out[0].to(o.dtype)
             if i < len(rids) and self.stats.wants(rids[i]):
                 self.stats.observe(rids[i], layer.layer_id, plan.rows_mask(plan.q_len - 1, plan.q_len)[:, 0], seq_len)
         return o
+
+    def _with_turn_keep(self, pool_index: int, layer_id: int, visible: torch.Tensor) -> torch.Tensor:
+        """visible [H, L] narrowed to the request's selection at its extend; the tokens decoded
+        since then stay visible."""
+        keep = self.turn_keep.get(pool_index, {}).get(layer_id)
+        if keep is None:
+            return visible
+        keep = keep.to(visible.device)
+        if keep.shape[0] != visible.shape[0]:
+            keep = keep.repeat_interleave(visible.shape[0] // keep.shape[0], dim=0)
+        n = min(keep.shape[1], visible.shape[1])
+        out = visible.clone()
+        out[:, :n] &= keep[:, :n]
+        return out
 
     def _decode_batched(self, q_, o_, layer, forward_batch, state) -> None:
         """Decode for methods without a decode phase: each query sees its visible keys, all of

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 
+from flashinfer_ext.context_scoring import SCORING_RID_PREFIX
+
 BACKEND_NAME = "kvm"
 METHOD_ENV = "SCBENCH_KV_METHOD"
 # Where the backend appends one JSON line per request: the fraction of its KV that stayed visible.
@@ -21,6 +23,9 @@ STATS_DETAIL_ENV = "SCBENCH_KV_STATS_DETAIL"
 # Requests whose id starts with this only measure (programs.likelihood): the backend never
 # compresses or marks anything on them and records no kept-KV line for them.
 PROBE_RID_PREFIX = "scbench-gold-probe-"
+# Requests whose tokens never enter the radix tree: the gold probes, and a method's scoring pass
+# over the context (flashinfer_ext.context_scoring), which sets visibility but leaves no tokens.
+SKIP_INSERT_RID_PREFIXES = (PROBE_RID_PREFIX, SCORING_RID_PREFIX)
 
 
 def method_from_env():
@@ -46,7 +51,8 @@ def register() -> None:
 def keep_probes_out_of_the_radix_tree() -> None:
     """A probe request's tokens (prompt + gold answer) never enter the radix tree, so a later turn
     whose prompt continues with the same answer (gold history) cannot reuse the probe's KV: it
-    prefills that part itself, as it would have without the probe. Idempotent."""
+    prefills that part itself, as it would have without the probe. The same for a scoring pass's
+    reconstruction tokens (`SKIP_INSERT_RID_PREFIXES`). Idempotent."""
     from sglang.srt.managers.schedule_batch import Req
 
     if getattr(Req.__init__, "_scbench_probe_aware", False):
@@ -55,7 +61,7 @@ def keep_probes_out_of_the_radix_tree() -> None:
 
     def __init__(self, rid, *args, **kwargs):
         original(self, rid, *args, **kwargs)
-        if isinstance(rid, str) and rid.startswith(PROBE_RID_PREFIX):
+        if isinstance(rid, str) and rid.startswith(SKIP_INSERT_RID_PREFIXES):
             self.skip_radix_cache_insert = True
 
     __init__._scbench_probe_aware = True
@@ -69,9 +75,13 @@ def create_backend(runner):
     attend = None  # the exact torch executor
     if str(runner.device).startswith("cuda"):
         from flashinfer_ext.flashinfer_executor import attend
+    method = method_from_env()
+    bind = getattr(method, "for_model", None)  # a method whose settings depend on the served model
+    if bind is not None:
+        method = bind(runner.model_config.model_path)
     return KVMethodBackend(
         runner,
-        method_from_env(),
+        method,
         stats_path=os.environ.get(STATS_ENV),
         stats_detail=os.environ.get(STATS_DETAIL_ENV) == "1",
         attend=attend,

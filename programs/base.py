@@ -6,7 +6,9 @@ turn / request reuses it. Their text is built by `programs.prompts` exactly as S
 builds its prompts (the model's own chat template included); the programs append those pieces:
 
 - multi-turn: one conversation. The first piece (instruction, context, question 1) is prefilled
-  with question 1 (as in SCBench, where a KV method compresses the context once, query-aware);
+  with question 1 (as in SCBench, where a KV method compresses the context once, query-aware;
+  a method that scores the context by a pass over it, KVzip, has the context part committed and
+  scored first, query-agnostic);
   each turn forks once and answers in the fork, and the main stream takes the next piece, which
   holds the gold answer (SCBench's default) or the model's own answer, then the next question.
 - multi-request: the context piece is committed to the server alone (so a KV method compresses it
@@ -60,6 +62,9 @@ SENT = "_sent"
 
 # Called with (turn index, the turn's exact prompt text) once the turn has answered.
 AfterTurn = Callable[[int, str], None]
+# Called with the committed context piece's text before any question is sent: a method that scores
+# the context by a pass over it (KVzip, `programs.context_scoring`) runs that pass there.
+ScoreContext = Callable[[str], None]
 
 
 def _turn_result(state, turn_index: int) -> dict[str, Any]:
@@ -89,18 +94,32 @@ def _answer(state, task: TaskSpec, turn: Turn) -> None:
 def multi_turn(
     s, task: TaskSpec, sample: Sample, chat: bool | ChatFormat | None = True, history: str = "gold",
     max_turns: int | None = None, prompts: str = OFFICIAL, first_prompt: str | None = None,
-    after_turn: AfterTurn | None = None,
+    after_turn: AfterTurn | None = None, score_context: ScoreContext | None = None,
 ):
     """Turn 1: instruction + context + question 1. Turn i>1: previous answer, then question i.
 
     `prompts`: "official" or "fixed" (`programs.prompts`); `first_prompt` replaces the first piece
     (the runner passes it cut to `--max-seq-len`); `after_turn(i, prompt)` runs once turn i has
     answered, before the next turn is sent (the runner measures the gold answer's likelihood there).
+    `score_context(context)`: the first piece's context part is committed alone and scored before
+    question 1 follows (a query-agnostic method decides on the context alone).
     """
     text = session_prompts(task, sample, resolve_chat(s, chat), prompts, max_turns)
     turns = text.sample.turns
     sent = text.first_turn() if first_prompt is None else first_prompt
-    s += sent
+    if score_context is not None:
+        # The first turn is the context piece, then question 1 (`rest`); a cut first prompt keeps its end.
+        full, context = text.first_turn(), text.first_turn_context()
+        rest = full[len(context):]
+        if not full.startswith(context) or not sent.endswith(rest):
+            raise ValueError("the first turn does not end with question 1 after the context; cannot score the context alone")
+        context = sent[: len(sent) - len(rest)]
+        s += context
+        commit_shared_prefix(s)
+        score_context(context)
+        s += sent[len(context):]
+    else:
+        s += sent
     results: list[dict[str, Any]] = []
     for i, turn in enumerate(turns):
         held = ""  # what the server holds of this session before the turn: the previous turn's prompt
@@ -121,14 +140,18 @@ def multi_turn(
 def multi_request(
     s, task: TaskSpec, sample: Sample, chat: bool | ChatFormat | None = True, max_turns: int | None = None,
     prompts: str = OFFICIAL, first_prompt: str | None = None, after_turn: AfterTurn | None = None,
+    score_context: ScoreContext | None = None,
 ):
     """The committed context, then each question as an independent request (a fork) over it;
-    `after_turn(i, prompt)` runs for each question once all have answered."""
+    `after_turn(i, prompt)` runs for each question once all have answered; `score_context(context)`
+    once the context is committed, before the questions."""
     text = session_prompts(task, sample, resolve_chat(s, chat), prompts, max_turns)
     turns = text.sample.turns
     context = text.context() if first_prompt is None else first_prompt
     s += context
     commit_shared_prefix(s)
+    if score_context is not None:
+        score_context(context)
     forks = s.fork(len(turns))
     questions = [text.question(i) for i in range(len(turns))]
     for fork, turn, question in zip(forks, turns, questions):

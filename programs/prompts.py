@@ -95,6 +95,16 @@ class SessionPrompts:
             text = self.chat.render([{"role": "user", "content": text}])
         return self._one_bos(text)
 
+    def first_turn_context(self) -> str:
+        """The first turn's text before question 1 (instruction and context, inside the open user
+        message): `first_turn()` starts with it. A query-agnostic method that scores the context by
+        a pass over it (KVzip) has this part committed and scored before question 1 is sent."""
+        task = self.task
+        shared = task.context_template.format(context=self.sample.context, **task.context_fields(self.sample, MULTI_TURN, self.style))
+        if self.chat is not None:
+            shared = self.chat.render([{"role": "user", "content": shared + _SEP}]).split(_SEP)[0]
+        return self._one_bos(shared)
+
     def follow_up(self, index: int, previous_answer: Any) -> str:
         """Turn `index` > 0: the previous answer (gold, or the model's) closes, question `index` follows."""
         answer = history_text(previous_answer, self.style)

@@ -16,6 +16,7 @@ from typing import Any
 from data.sample import Sample, Turn
 from data.schema import HubSchema
 from programs.metrics.context import ScoringContext, is_repoqa_turn
+from programs.metrics.gold import turn_check
 from programs.metrics.scorers import SCORING_MODES, Scorer
 from programs.prompts import FIXED, MULTI_REQUEST, MULTI_TURN, OFFICIAL, turn_fields
 
@@ -137,6 +138,20 @@ class TaskSpec:
         prediction = "" if prediction is None else str(prediction)
         context = context if context is not None else ScoringContext.for_run(self, None, [sample])
         return float(min(1.0, max(0.0, scorer(prediction, turn, sample, context, self))))
+
+    def check_scoreable(self, sample: Sample) -> None:
+        """Raises ValueError naming the first turn that this task's scorers (official and fixed) or
+        answer budgets cannot handle: a Math.Find gold that is not a number, a Mix turn of an unknown
+        sub-task, a RepoQA turn without its function's name. The loader rejects such rows."""
+        for index, turn in enumerate(sample.turns):
+            try:
+                self.max_tokens(turn)
+                for scorer in dict.fromkeys(s for s in (self.scorer, self.fixed_scorer) if s is not None):
+                    check = turn_check(scorer)
+                    if check is not None:
+                        check(turn, sample)
+            except ValueError as err:
+                raise ValueError(f"multi_turns[{index}]: {self.name} cannot score it: {err}") from None
 
     # -- official export -------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ OFFICIAL = "official"  # the predictions in SCBench's own file layout (results.e
 REPORT = "report"  # the report's figures, by default
 KEPT_KV = "kept_kv.jsonl"  # the kvm backend's per-request kept-KV lines
 SERVER_LOG = "server.log"  # the managed server's log
+LOCK = "bench.lock"  # held (flock) by the process writing the sweep (results.lock)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,9 @@ class JsonlRead:
     unterminated: bool  # the file does not end with a newline (a torn last line was dropped)
 
 
+TOO_DEEP = "JSON nested too deeply to read"
+
+
 def _text(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8")
@@ -40,6 +43,8 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise RunFormatError(f"{where}: not JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:  # the parser recurses per level: a hostile file must not end in a traceback
+        raise RunFormatError(f"{where}: {TOO_DEEP}") from None
 
 
 def read_jsonl(path: Path) -> JsonlRead:
@@ -57,6 +62,8 @@ def read_jsonl(path: Path) -> JsonlRead:
             rows.append((len(lines) + 1, json.loads(last.decode("utf-8"))))
         except (UnicodeDecodeError, json.JSONDecodeError):
             pass  # torn by a crash mid-append
+        except RecursionError:  # whole, but unreadable: not a torn line
+            raise RunFormatError(f"{path} line {len(lines) + 1}: {TOO_DEEP}") from None
     return JsonlRead(rows, unterminated=bool(last))
 
 
@@ -159,3 +166,14 @@ def load_contexts(run_dir: Path, task: str) -> list[dict[str, Any]] | None:
     """contexts/<task>.jsonl's rows in SCBench's row layout; None when the run did not keep it."""
     path = run_dir / files.CONTEXTS / f"{task}.jsonl"
     return read_objects(path) if path.is_file() else None
+
+
+def check_contexts(run_dir: Path) -> bool:
+    """Reads every contexts/<task>.jsonl of a run, so a viewer that reads them later, one at a time,
+    meets a damaged one here, as one line; False when the run kept no contexts/."""
+    folder = run_dir / files.CONTEXTS
+    if not folder.is_dir():
+        return False
+    for path in sorted(folder.glob("*.jsonl")):
+        read_objects(path)
+    return True

@@ -71,6 +71,9 @@ class TurnRecord(checks.VersionedRecord):
         record = super().from_dict(data, where)
         if record.error is None and record.turn is None:
             raise checks.RunFormatError(f"{where}: a record needs a 'turn' or an 'error'")
+        problem = _value_problem(record)
+        if problem:
+            raise checks.RunFormatError(f"{where}: {problem}")
         return record
 
     @property
@@ -91,3 +94,19 @@ class TurnRecord(checks.VersionedRecord):
 
     def replace(self, **changes: Any) -> TurnRecord:
         return dataclasses.replace(self, **changes)
+
+
+def _value_problem(record: TurnRecord) -> str | None:
+    """What is impossible in a record of the right types (the readers index and average by these
+    values, so a hand-edited or damaged one must stop at the reader), or None."""
+    for name in ("turn", "sample_index"):
+        value = getattr(record, name)
+        if value is not None and value < 0:
+            return f"field '{name}' should be 0 or more, found {value}"
+    if record.session_turns is not None and record.session_turns < 1:
+        return f"field 'session_turns' should be 1 or more, found {record.session_turns}"
+    if record.kept_map is not None:
+        widths = {len(row) for row in record.kept_map}
+        if 0 in widths or len(widths) > 1:
+            return "field 'kept_map' should be layers of equal, non-empty length"
+    return None

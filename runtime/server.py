@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
+import json
 import os
 import signal
 import socket
@@ -16,11 +18,12 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from errors import RuntimeFailure
+from errors import RuntimeFailure, UsageError
 
 HOST = "127.0.0.1"
 
@@ -74,12 +77,59 @@ def free_port(host: str = HOST) -> int:
         return sock.getsockname()[1]
 
 
+ENDPOINT_FORM = "http(s)://HOST[:PORT] with a port from 1 to 65535"
+
+
+def parse_endpoint(url: str) -> str:
+    """`url` checked as a server address (UsageError naming what is wrong); returned unchanged.
+
+    Caught here rather than by the first request: urllib reports a bad port or host as a traceback
+    (`http.client.InvalidURL`) or as an unreachable server, which reads like a server problem.
+    """
+    def bad(why: str) -> UsageError:
+        return UsageError(f"--endpoint {url!r}: {why}; expected {ENDPOINT_FORM}")
+
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise bad("contains a space or control character")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError for a non-numeric or out-of-range port
+    except ValueError as err:
+        raise bad(str(err)) from None
+    if parts.scheme not in ("http", "https"):
+        raise bad("not an http:// or https:// URL")
+    if not parts.hostname:
+        raise bad("no host")
+    if port == 0:
+        raise bad("port 0")
+    return url
+
+
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as response:
             return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return False
+
+
+def check_is_sglang(url: str, timeout: float = 10.0) -> dict:
+    """The server's `/get_model_info`, after checking that `url` is an SGLang server: something else
+    may answer `/health` with 200 too. UsageError (the address given is wrong) when it is not."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/get_model_info", timeout=timeout) as response:
+            info = json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        why = f"GET /get_model_info answered HTTP {err.code}"
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise RuntimeFailure(f"cannot reach SGLang server at {url}: {err}") from None
+    except ValueError:
+        why = "GET /get_model_info did not answer JSON"
+    else:
+        if isinstance(info, dict) and isinstance(info.get("model_path"), str) and "is_generation" in info:
+            return info
+        why = "GET /get_model_info lacks model_path and is_generation"
+    raise UsageError(f"--endpoint {url} answers /health but is not an SGLang server ({why})")
 
 
 def _die_with_parent() -> None:

@@ -57,21 +57,39 @@ def _fork_race_free(results: dict) -> tuple[dict, dict]:
     return exact, forks
 
 
-def test_parallel_sessions_equal_sessions_alone(tiny_model_path, tmp_path):
-    alone = _bench(tiny_model_path, tmp_path / "alone", parallel=1)
-    together = _bench(tiny_model_path, tmp_path / "together", parallel=4)
-    (alone_exact, alone_forks), (together_exact, together_forks) = _fork_race_free(alone), _fork_race_free(together)
-    assert together_exact == alone_exact
+@pytest.fixture(scope="module")
+def parallel_runs(tiny_model_path, tmp_path_factory):
+    """The same sweep alone, under --parallel 4, and under --parallel 4 again."""
+    out = tmp_path_factory.mktemp("parallel")
+    return {name: _bench(tiny_model_path, out / name, parallel=parallel)
+            for name, parallel in (("alone", 1), ("together", 4), ("again", 4))}
+
+
+def _assert_equal_up_to_fork_races(a: dict, b: dict) -> None:
+    (a_exact, a_forks), (b_exact, b_forks) = _fork_race_free(a), _fork_race_free(b)
+    assert b_exact == a_exact
     # The questions reuse the whole committed context either way; at most the questions' common
     # words (a few tokens of the question template) come from a sibling fork, or not.
-    assert alone_forks.keys() == together_forks.keys()
-    for key, cached in together_forks.items():
-        assert abs(cached - alone_forks[key]) <= 16, (key, cached, alone_forks[key])
-        assert cached >= 0.8 * together[key][2]  # the committed context (400 of ~550 tokens) was reused
+    assert a_forks.keys() == b_forks.keys()
+    for key, cached in b_forks.items():
+        assert abs(cached - a_forks[key]) <= 16, (key, cached, a_forks[key])
+        assert cached >= 0.8 * b[key][2]  # the committed context (400 of ~550 tokens) was reused
+
+
+def test_parallel_sessions_equal_sessions_alone(parallel_runs):
+    together = parallel_runs["together"]
+    _assert_equal_up_to_fork_races(parallel_runs["alone"], together)
     # multi-turn turn 1 and the multi-request commit start from an empty namespace: no other
     # session's instruction or chat header is reused
     assert all(cached == 0 for (task, mode, _, turn), (*_, cached) in together.items()
                if mode == "multi-turn" and turn == 0)
+
+
+def test_the_same_parallel_sweep_twice_gives_the_same_predictions(parallel_runs):
+    """SGLang's --enable-deterministic-inference does not run on the CPU engine (it accepts only
+    GPU attention backends and batch-invariant Triton kernels); greedy decoding over per-session
+    radix namespaces is what makes a rerun repeat itself here."""
+    _assert_equal_up_to_fork_races(parallel_runs["together"], parallel_runs["again"])
 
 
 class _EvictingEndpoint:

@@ -86,7 +86,7 @@ def test_parse_types_fields():
 @pytest.mark.parametrize(
     ("spec", "args", "message"),
     [
-        ("snapk", [], "Unknown method 'snapk'. Did you mean 'snapkv'? Available: a_shape, flexprefill"),
+        ("snapk", [], "Unknown method 'snapk'. Did you mean 'snapkv'? Available: a_shape, duoattention, flexprefill"),
         ("snapkv", ["windw=3"], "Method 'snapkv' has no field 'windw'. Did you mean 'window'? Fields: budget, heads, wi"),
         ("snapkv", ["window=abc"], "snapkv.window: expected int, got 'abc'"),
         ("snapkv", ["window=1.5"], "snapkv.window: expected int"),

@@ -1,4 +1,8 @@
-"""The step-through viewer: a run's sessions turn by turn, each turn's needle found in its context."""
+"""The step-through viewer: a run's sessions turn by turn, each turn's needle found in its context.
+
+Everything a run holds (sample ids, questions, answers, gold, errors, method names) is shown inert:
+control characters spelled out, never read as markup (`runtime.terminal_text`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from textual.widgets import Footer, Static
 
 from results.agreement import Agreement
 from results.records import TurnRecord
+from runtime.terminal_text import inert, one_line
 from tui.render import Needle, display_text, find_needles, focus_offset, kept_map_text, line_text, wrap_starts
 from tui.session import Navigator
 
@@ -162,12 +167,12 @@ class ViewerApp(App):
         nav, session = self.nav, self.nav.session
         turn, context = nav.turn, session.context
         failed = f"  FAILED: {session.error}" if session.error and not turn else ""
-        self.query_one("#header", Static).update(Text(
+        self.query_one("#header", Static).update(inert(one_line(
             f"{session.method} | {session.task} | {session.mode} | sample {session.sample_id} | {nav.position()}{failed}"
-        ))
+        )))
         needles = find_needles(context, turn.question or "", "" if turn.gold is None else turn.gold) if turn and context else []
         view = self.query_one(ContextView)
-        view.border_title = f"context of {session.sample_id}" + (f" ({len(context):,} characters)" if context else "")
+        view.border_title = inert(one_line(f"context of {session.sample_id}" + (f" ({len(context):,} characters)" if context else "")))
         view.show(context, needles)
         question, answer = self.query_one("#question", Static), self.query_one("#answer", Static)
         stats, kept = self.query_one("#stats", Static), self.query_one("#keptmap", Static)
@@ -176,13 +181,13 @@ class ViewerApp(App):
         kept.border_title = "kept KV by layer x position (blank: dropped, █: all kept)"
         if turn is None:
             question.update(Text("(the session failed before any turn finished)"))
-            answer.update(Text(session.error or "", style="red"))
+            answer.update(inert(session.error or "", style="red"))
             stats.update("")
             kept.update("")
             return
-        question.update(Text(turn.question or ""))
+        question.update(inert(turn.question or ""))
         answer.update(Text.assemble(
-            ("prediction: ", "bold"), _shown(turn.prediction or ""), "\n", ("gold:       ", "bold"), _gold_text(turn.gold),
+            ("prediction: ", "bold"), inert(_shown(turn.prediction or "")), "\n", ("gold:       ", "bold"), inert(_gold_text(turn.gold)),
         ))
         stats.update(stats_text(turn, needles, context is not None, session.agreement.get(turn.turn)))
         kept.update(kept_map_text(turn.kept_map) if turn.kept_map else Text(

@@ -13,11 +13,11 @@ from typing import Any
 from rich.cells import get_character_cell_size
 from rich.text import Text
 
+from runtime.terminal_text import blanked
+
 MAX_SPANS = 200  # per needle: a short gold ("(B)", a number) may occur all over a long context
 # A double-quoted string in the question: Retr.KV's key, Prefix-Suffix's prefix, a quoted name.
 _QUOTED = re.compile(r'"([^"\n]{2,300})"|“([^”\n]{2,300})”')
-# C0 controls other than newline would move the terminal's cursor; one space each keeps offsets.
-_CONTROLS = {c: " " for c in range(32) if c != ord("\n")} | {127: " "}
 SHADES = " ▁▂▃▄▅▆▇█"  # share 0 stays blank, so dropped KV reads as a gap
 
 
@@ -64,8 +64,10 @@ def focus_offset(needles: list[Needle]) -> int | None:
 
 
 def display_text(context: str) -> str:
-    """The context as the terminal may print it, character for character (offsets stay valid)."""
-    return context.translate(_CONTROLS)
+    """The context as the terminal may print it, character for character (offsets stay valid): each
+    control character (C0 but newline, tab, DEL, C1) would move the cursor or start an escape
+    sequence, so it shows as one space."""
+    return blanked(context)
 
 
 def _fit(line: str, start: int, width: int, ascii_only: bool) -> int:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errors import UsageError
-from results import files
 from results.agreement import Agreement, agreements
 from results.identity import PointIdentity, display_names
-from results.reader import load_contexts, load_runs
+from results.reader import check_contexts, load_contexts, load_runs
 from results.records import TurnRecord
 from results.report import MODE_ORDER
 
@@ -72,7 +71,7 @@ def load_sessions(path: Path) -> list[Session]:
     task_order: list[str] = []
     for run in runs:
         task_order += run.tasks
-        contexts = Contexts(run.path) if (run.path / files.CONTEXTS).is_dir() else None
+        contexts = Contexts(run.path) if check_contexts(run.path) else None
         for rec in run.records:
             name = names[PointIdentity.of(rec)]
             key = (name, rec.task, rec.mode, rec.sample_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from programs.metrics.gold import accepts_gold
+
 # Official Math.Find pattern: an unsigned decimal or an unsigned integer (no sign, no exponent).
 _FIRST_NUMBER = re.compile(r"\d+\.\d+|\d+")
 # Fixed mode: the same, with an optional minus sign (ASCII hyphen-minus or U+2212) right before it.
@@ -37,6 +39,7 @@ def _numeric_gold(gold: Any) -> int | float:
             raise ValueError(f"Math.Find gold must be a number, got {value!r}") from None
 
 
+@accepts_gold(_numeric_gold)
 def first_number_match(prediction: str, gold: Any, signed: bool = False) -> float:
     """Math.Find, as the official `get_score_one_math_find`: take the first `\\d+\\.\\d+|\\d+` in the
     output; for an integer gold it scores 1.0 iff `int(float(number)) == gold`, for a float gold iff
@@ -58,6 +61,7 @@ def first_number_match(prediction: str, gold: Any, signed: bool = False) -> floa
     return 1.0 if float(found) == target else 0.0
 
 
+@accepts_gold(_single)
 def first_int_match(prediction: str, gold: Any, coerce: bool = False) -> float:
     """Passkey turns of Mix.Sum+NIAH, as the official `get_score_one_passkey`: the first maximal run
     of ASCII digits in the output, compared as a string with the gold (e.g. "key 0042-7" -> "0042").

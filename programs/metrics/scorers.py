@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from data.sample import Sample, Turn
 from programs.metrics.choice import choice_labels, choice_match
 from programs.metrics.context import ScoringContext
-from programs.metrics.repoqa import repoqa_pass
+from programs.metrics.gold import gold_check, turn_check, with_turn_check
+from programs.metrics.repoqa import LANGUAGES, repoqa_pass
 from programs.metrics.text import substring_match
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ def on_answer(metric: Callable[..., float], **options: Any) -> Scorer:
         return metric(prediction, turn.answer, **options)
 
     score.__qualname__ = f"on_answer({metric.__name__}{''.join(f', {k}={v!r}' for k, v in options.items())})"
+    check = gold_check(metric)
+    if check is not None:
+        with_turn_check(score, lambda turn, sample: check(turn.answer))
     return score
 
 
@@ -57,16 +61,24 @@ def repoqa_scorer(official: bool) -> Scorer:
     repo (official), or of the session's own asked turns (fixed)."""
 
     def score(prediction: str, turn: Turn, sample: Sample, context: ScoringContext, task: TaskSpec) -> float:
-        if "name" not in turn.extras:
-            raise ValueError("a RepoQA turn needs extras['name'] (the gold function's name)")
-        lang = sample.metadata.get("lang")
-        if not lang:
-            raise ValueError("a RepoQA sample needs metadata['lang']")
+        check_repoqa_turn(turn, sample)
+        lang = sample.metadata["lang"]
         needles = context.run_needles(task, sample) if official else context.session_needles(task, sample)
         return repoqa_pass(prediction, str(turn.extras["name"]), needles, str(lang))
 
     score.__qualname__ = f"repoqa_scorer(official={official})"
-    return score
+    return with_turn_check(score, check_repoqa_turn)
+
+
+def check_repoqa_turn(turn: Turn, sample: Sample) -> None:
+    """What RepoQA scoring reads besides the output: the gold function's name and a known language."""
+    if "name" not in turn.extras:
+        raise ValueError("a RepoQA turn needs extras['name'] (the gold function's name)")
+    lang = sample.metadata.get("lang")
+    if not lang:
+        raise ValueError("a RepoQA sample needs metadata['lang']")
+    if lang not in LANGUAGES:
+        raise ValueError(f"RepoQA language {lang!r} is not supported; expected one of {', '.join(LANGUAGES)}")
 
 
 def mix_kv_official(prediction: str, turn: Turn, sample: Sample, context: ScoringContext, task: TaskSpec) -> float:
@@ -82,14 +94,26 @@ def by_sub_task(routes: Mapping[str, Scorer]) -> Scorer:
     """A Mix task's scorer: each turn scored by the scorer of its sub-task (`turn.extras["task"]`)."""
     routes = dict(routes)
 
-    def score(prediction: str, turn: Turn, sample: Sample, context: ScoringContext, task: TaskSpec) -> float:
+    def route(turn: Turn) -> Scorer:
         sub = turn.extras.get("task")
         if sub not in routes:
-            raise ValueError(f"{task.name} turn has extras['task']={sub!r}; expected one of {', '.join(routes)}")
-        return routes[sub](prediction, turn, sample, context, task)
+            raise ValueError(f"turn has extras['task']={sub!r}; expected one of {', '.join(routes)}")
+        return routes[sub]
+
+    def score(prediction: str, turn: Turn, sample: Sample, context: ScoringContext, task: TaskSpec) -> float:
+        try:
+            scorer = route(turn)
+        except ValueError as err:
+            raise ValueError(f"{task.name} {err}") from None
+        return scorer(prediction, turn, sample, context, task)
+
+    def check(turn: Turn, sample: Sample) -> None:
+        sub_check = turn_check(route(turn))
+        if sub_check is not None:
+            sub_check(turn, sample)
 
     score.__qualname__ = f"by_sub_task({', '.join(routes)})"
-    return score
+    return with_turn_check(score, check)
 
 
 # -- official ground truth: what SCBench's `get_ground_truth` (scbench/eval_utils.py) writes ------

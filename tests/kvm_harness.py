@@ -47,6 +47,7 @@ class BackendHarness:
         self.lengths = [0] * num_requests
         self.next_slot = 0
         self.reads: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.plans: list = []  # every executor call's plan, in order
         runner = SimpleNamespace(
             device="cpu", req_to_token_pool=SimpleNamespace(req_to_token=self.req_to_token),
             token_to_kv_pool=self.pool, model_config=SimpleNamespace(num_hidden_layers=1),
@@ -58,6 +59,7 @@ class BackendHarness:
         )
 
     def _attend(self, q, k, v, plan, *, scale):
+        self.plans.append(plan)
         self.reads.append((k.clone(), v.clone()))
         return attend(q, k, v, plan, scale=scale)
 

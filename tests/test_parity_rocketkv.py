@@ -11,7 +11,6 @@ import torch
 
 from kvmethods.registry import get_method
 from kvmethods.rocketkv import rocket_settings
-from kvmethods.torch_executor import attend
 from tests.kvm_harness import BackendHarness
 from tests.reference import rocketkv_transcribed as ref
 
@@ -119,20 +118,7 @@ def test_a_step_over_fewer_keys_than_topk_is_dense():
     assert plan.is_full
 
 
-class PlanHarness(BackendHarness):
-    """The backend harness, also recording each executor call's plan."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.plans = []
-
-    def _attend(self, q, k, v, plan, *, scale):
-        self.plans.append(plan)
-        self.reads.append((k.clone(), v.clone()))
-        return attend(q, k, v, plan, scale=scale)
-
-
-def _visible_last_row(h: PlanHarness) -> torch.Tensor:
+def _visible_last_row(h: BackendHarness) -> torch.Tensor:
     plan = h.plans[-1]
     return plan.rows_mask(plan.q_len - 1, plan.q_len)[:, 0]  # [H, kv_len]
 
@@ -141,7 +127,7 @@ def test_backend_rocketkv_evicts_once_and_a_later_turn_sees_what_is_left():
     ctx, turn = 600, 40
     q, k, v = _tensors(ctx + 1 + turn + 1, seed=21)
     m = get_method("rocketkv", budget=BUDGET, max_new_tokens=NEW)
-    h = PlanHarness(m, num_q_heads=HQ, num_kv_heads=HKV, head_dim=D)
+    h = BackendHarness(m, num_q_heads=HQ, num_kv_heads=HKV, head_dim=D)
     h.extend(0, q[:ctx], k[:ctx], v[:ctx])
     assert h.plans[-1].is_full or bool(_visible_last_row(h).all())  # the prefill itself is dense
     keep = m.compress(q[:ctx], k[:ctx])
@@ -161,7 +147,7 @@ def test_backend_rocketkv_mt_selects_per_turn_and_evicts_nothing():
     ctx, turn = 600, 40
     q, k, v = _tensors(ctx + 1 + turn + 2, seed=22)
     m = get_method("rocketkv_mt", budget=BUDGET, max_new_tokens=NEW)
-    h = PlanHarness(m, num_q_heads=HQ, num_kv_heads=HKV, head_dim=D)
+    h = BackendHarness(m, num_q_heads=HQ, num_kv_heads=HKV, head_dim=D)
     h.extend(0, q[:ctx], k[:ctx], v[:ctx])
     h.decode(0, q[ctx : ctx + 1], k[ctx : ctx + 1], v[ctx : ctx + 1])
     keep1 = m.turn_keep(q[:ctx], k[:ctx])

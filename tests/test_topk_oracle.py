@@ -96,22 +96,10 @@ def test_sparse_follow_ups_select_per_row_among_its_causal_keys():
     assert get_method("topk", budget=16, follow_ups="sparse").prefill_plan(q, k).is_full  # context: dense
 
 
-class PlanHarness(BackendHarness):
-    """The backend harness, also recording each executor call's plan."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.plans = []
-
-    def _attend(self, q, k, v, plan, *, scale):
-        self.plans.append(plan)
-        return super()._attend(q, k, v, plan, scale=scale)
-
-
 def test_through_the_backend_each_step_attends_the_top_keys():
     n = 150
     q, k, v = _tensors(n + 2, seed=9)
-    h = PlanHarness(get_method("topk", budget=32), num_q_heads=HQ, num_kv_heads=HKV, head_dim=D)
+    h = BackendHarness(get_method("topk", budget=32), num_q_heads=HQ, num_kv_heads=HKV, head_dim=D)
     h.extend(0, q[:n], k[:n], v[:n])
     for p in (n, n + 1):
         h.decode(0, q[p : p + 1], k[p : p + 1], v[p : p + 1])

@@ -395,7 +395,7 @@ def run_bench(
                 _show(display, point, f"{task.name}/{mode_}/{sample.id}", outcome)
                 if outcome.input_error:
                     rejected.append(outcome.error or "")
-        if work and len(rejected) == len(work):  # nothing a rerun could change
+        if work and not finished and len(rejected) == len(work):  # the point cannot run at all: a rerun would not help
             raise UsageError(
                 f"{point.label}: every session failed on its input, as a rerun would: {rejected[0]} "
                 "(check --context-tokens, --max-seq-len and the server's context length and --max-total-tokens)"

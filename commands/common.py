@@ -9,6 +9,7 @@ import sys
 import typer
 
 from errors import RuntimeFailure, UsageError
+from runtime.terminal_text import clean
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -41,17 +42,17 @@ def one_line_errors():
     except UsageError as err:
         if os.environ.get("SCBENCH_DEBUG") == "1":
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {clean(err)}", file=sys.stderr)
         raise typer.Exit(2) from None
     except RuntimeFailure as err:
         if os.environ.get("SCBENCH_DEBUG") == "1":
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {clean(err)}", file=sys.stderr)
         raise typer.Exit(1) from None
     except OSError as err:  # the machine, not the input: a full disk, a read-only folder, a dropped socket
         if os.environ.get("SCBENCH_DEBUG") == "1":
             raise
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"error: {type(err).__name__}: {clean(err)}", file=sys.stderr)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

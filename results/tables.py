@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from results.report import CATEGORIES
+from runtime.terminal_text import inert
 
 
 def _pct(value, spec: str = ".1f", scale: float = 100.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
 
-def _table(title: str, caption: str | None = None):
+def _table(title, caption: str | None = None):
+    """Labels, task names and folder names come from the user's input and are never read as markup."""
     from rich.table import Table
 
     return Table(title=title, caption=caption, title_justify="left", caption_justify="left")
@@ -31,7 +33,7 @@ def category_tables(report: dict[str, Any]) -> list:
         rows = {r["label"]: r for r in report["categories"] if r["mode"] == mode}
         for method in report["methods"]:  # every method in every mode, so the tables line up
             row = rows.get(method["label"], {"scores": dict.fromkeys(CATEGORIES), "avg": None})
-            table.add_row(method["label"], *(_pct(row["scores"][c]) for c in CATEGORIES), _pct(row["avg"]))
+            table.add_row(inert(method["label"]), *(_pct(row["scores"][c]) for c in CATEGORIES), _pct(row["avg"]))
         tables.append(table)
     return tables
 
@@ -61,7 +63,7 @@ def signal_tables(report: dict[str, Any]) -> list:
             row = rows.get(method["label"])
             if row is None:
                 continue
-            table.add_row(method["label"], _pct(row["avg"]), _nll(row["gold_nll"]), _pct(row["gold_token_acc"], ".0%", 1),
+            table.add_row(inert(method["label"]), _pct(row["avg"]), _nll(row["gold_nll"]), _pct(row["gold_token_acc"], ".0%", 1),
                           _pct(row["agree_exact"], ".0%", 1), _pct(row["agree_f1"], ".0%", 1), _pct(row["kept_kv"], ".1%", 1))
         tables.append(table)
     return tables
@@ -75,9 +77,9 @@ def task_tables(report: dict[str, Any]) -> list:
         table = _table(f"SCBench by task, {mode} (score x100: mean over all turns of all sessions)")
         table.add_column("task")
         for name in labels:
-            table.add_column(name, justify="right")
+            table.add_column(inert(name), justify="right")
         for task in report["tasks"]:
-            table.add_row(task, *(_pct(scores.get((name, mode, task))) for name in labels))
+            table.add_row(inert(task), *(_pct(scores.get((name, mode, task))) for name in labels))
         tables.append(table)
     return tables
 
@@ -96,7 +98,7 @@ def turn_tables(report: dict[str, Any]) -> list:
         for i, row in enumerate(rows):
             last = i + 1 == len(rows) or rows[i + 1]["label"] != row["label"]
             table.add_row(
-                row["label"] if i == 0 or rows[i - 1]["label"] != row["label"] else "",
+                inert(row["label"]) if i == 0 or rows[i - 1]["label"] != row["label"] else "",
                 str(row["turn"]), str(row["records"]), _pct(row["score"]), _nll(row["gold_nll"]),
                 _pct(row["gold_token_acc"], ".0%", 1), _pct(row["agree_f1"], ".0%", 1), _pct(row["reuse"], ".1%", 1), _pct(row["kept_kv"], ".1%", 1), end_section=last,
             )
@@ -114,7 +116,7 @@ def print_report(report: dict[str, Any], console) -> None:
 
 def compare_table(rows: list[dict[str, Any]], name_a: str, name_b: str, scoring: str):
     table = _table(
-        f"A = {name_a}\nB = {name_b}",
+        inert(f"A = {name_a}\nB = {name_b}"),
         f"score x100 ({scoring} scoring); delta = B - A; Avg = mean of the categories with data",
     )
     for column in ("method", "mode", "task", "A", "B", "delta"):
@@ -126,7 +128,7 @@ def compare_table(rows: list[dict[str, Any]], name_a: str, name_b: str, scoring:
         last = i + 1 == len(rows) or (rows[i + 1]["method"], rows[i + 1]["mode"]) != (row["method"], row["mode"])
         repeat = i > 0 and rows[i - 1]["method"] == row["method"]
         table.add_row(
-            "" if repeat else row["method"], row["mode"], row["task"], _pct(row["a"]), _pct(row["b"]),
+            "" if repeat else inert(row["method"]), row["mode"], inert(row["task"]), _pct(row["a"]), _pct(row["b"]),
             f"[{style}]{text}[/]" if style else text, end_section=last,
         )
     return table

@@ -168,3 +168,31 @@ def test_viewer_shows_hostile_records_as_inert_text(tmp_path):
             await pilot.press("q")
 
     asyncio.run(drive())
+
+
+def test_comparison_table_shows_folder_names_and_labels_as_text():
+    from results.tables import compare_table
+
+    rows = [{"method": "snap[/x]", "mode": "multi-turn", "task": "kv", "a": 0.5, "b": 0.25, "delta": -0.25}]
+    table = compare_table(rows, f"runs/[bold]{CLEAR}a", "runs/[/x]b", "official")
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(table)
+    text = out.getvalue()
+    assert "runs/[bold]\\x1b[2Ja" in text and "runs/[/x]b" in text and "snap[/x]" in text and "-25.0" in text
+    _no_raw_sequence(text)
+
+
+def test_one_line_errors_spell_out_controls(capsys):
+    import typer
+
+    from commands.common import one_line_errors
+    from errors import UsageError
+
+    try:
+        with one_line_errors():
+            raise UsageError(f"no such folder: x{TITLE}y")
+    except typer.Exit as exit_:
+        assert exit_.exit_code == 2
+    err = capsys.readouterr().err
+    assert err == "error: no such folder: x\\x1b]0;PWNED\\x07y\n"
+    _no_raw_sequence(err)

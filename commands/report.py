@@ -64,22 +64,24 @@ def rescore(
 ) -> None:
     """Recompute every record's score from its saved prediction; rewrites samples.jsonl and summary.json.
 
-    Uses the task's current metric and the samples saved in contexts/. Not while bench is still
-    writing the run: records appended meanwhile would be lost."""
+    Uses the task's current metric and the samples saved in contexts/. Refused while a bench is
+    writing the sweep (the sweep's lock)."""
     with one_line_errors():
         from errors import UsageError
+        from results.lock import sweep_locks
         from results.reader import load_runs
         from results.rescore import rescore_run
 
         if scoring not in ("official", "fixed", "both"):
             raise UsageError(f"unknown scoring '{scoring}'. Valid: official, fixed, both")
         scorings = ("official", "fixed") if scoring == "both" else (scoring,)
-        for run in load_runs(run_dirs):
-            result = rescore_run(run, scorings)
-            for note in result["notes"]:
-                print(f"note: {note}")
-            detail = ", ".join(f"{s} {result[s]}" for s in scorings)
-            print(f"{run.path}: {result['changed']} of {result['records']} records rescored with a different score ({detail})")
+        with sweep_locks(list(run_dirs), "rescore"):  # read and rewritten while no bench appends
+            for run in load_runs(run_dirs):
+                result = rescore_run(run, scorings)
+                for note in result["notes"]:
+                    print(f"note: {note}")
+                detail = ", ".join(f"{s} {result[s]}" for s in scorings)
+                print(f"{run.path}: {result['changed']} of {result['records']} records rescored with a different score ({detail})")
 
 
 def compare(

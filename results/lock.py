@@ -44,8 +44,8 @@ def sweep_lock(folder: Path, command: str) -> Iterator[None]:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SweepBusy(f"{folder} is being written by another process ({_holder(fh)}); wait for it to "
-                            "end, or choose another --name or --out") from None
+            advice = "wait for it to end, or choose another --name or --out" if command == "bench" else "wait for it to end"
+            raise SweepBusy(f"{folder} is being written by another process ({_holder(fh)}); {advice}") from None
         try:
             fh.seek(0)
             fh.truncate()
@@ -55,3 +55,24 @@ def sweep_lock(folder: Path, command: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def sweeps_of(paths: list[Path]) -> list[Path]:
+    """The sweep folders that hold `paths` (a sweep folder itself, or a point inside one), each once;
+    a path in no sweep (a run from before sweeps were written) has no lock to take."""
+    found = []
+    for path in paths:
+        sweep = path if (path / files.SWEEP).is_file() else path.parent
+        if (sweep / files.SWEEP).is_file() and sweep.resolve() not in [s.resolve() for s in found]:
+            found.append(sweep)
+    return found
+
+
+@contextlib.contextmanager
+def sweep_locks(paths: list[Path], command: str) -> Iterator[None]:
+    """`sweep_lock` on every sweep that holds one of `paths`, so that `command` (which rewrites run
+    files) never races a bench appending to them."""
+    with contextlib.ExitStack() as stack:
+        for sweep in sweeps_of(paths):
+            stack.enter_context(sweep_lock(sweep, command))
+        yield

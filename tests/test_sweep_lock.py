@@ -81,3 +81,22 @@ def test_the_lock_is_free_once_a_bench_ends(tmp_path):
     again = canned_sweep.run(tmp_path / "runs")
     assert again.returncode == 0, again.stderr
     assert "full: finished earlier" in again.stdout
+
+
+def test_rescore_is_refused_while_a_bench_writes_the_sweep(tmp_path):
+    assert canned_sweep.run(tmp_path / "runs").returncode == 0
+    sweep = tmp_path / "runs" / "s"
+    before = (sweep / "full" / files.SAMPLES).read_bytes()
+    holder = hold_lock(sweep)
+    try:
+        for target in (sweep, sweep / "full"):  # the sweep, or a point inside it
+            done = subprocess.run([sys.executable, "cli.py", "rescore", str(target)], cwd=REPO,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.startswith(f"error: {sweep} is being written by another process (pid {holder.pid} ")
+            assert (sweep / "full" / files.SAMPLES).read_bytes() == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    done = subprocess.run([sys.executable, "cli.py", "rescore", str(sweep)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "records rescored" in done.stdout, done.stderr

@@ -14,6 +14,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The modules that take longest (minutes of real SGLang servers), first: with `--dist loadfile` a
+# module runs on one worker, and one started last would leave the other worker idle until it ends.
+LONGEST_MODULES = ("test_kvm_server.py", "test_methods_decode_server.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs LONGEST_MODULES first; every other module keeps its place (the sort is stable)."""
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:

@@ -173,9 +173,9 @@ def _bench(*, tasks, modes, samples, context_tokens, turns, seed, data, history,
         seed=seed, data=data, history=history, max_turns=max_turns or None, chat_template=chat_template,
         max_seq_len=max_seq_len or None, prompts=prompts, gold_likelihood=gold_likelihood,
     )
-    served = served or managed_model(model)  # a bad --model fails before anything is created
+    check_data(spec)  # a bad --data fails before the model is even prepared
+    served = served or managed_model(model)  # so does a bad --model, before anything is created
     check_sizes(spec, served, device=device, max_total_tokens=max_total_tokens)  # and sizes that cannot work
-    check_data(spec)  # so does a bad --data
     points = plan_points(kv_methods, budget_values)
     servers = Servers(model=model, endpoints=endpoints, device=device, max_total_tokens=max_total_tokens,
                       chat_template=chat_template)

@@ -60,7 +60,10 @@ def test_recorded_gold_nll_equals_transformers_and_changes_nothing(connection, h
 
     spec = BenchSpec(max_seq_len=None)
     count = token_counter(connection.tokenizer)
+    # Each run starts from an empty cache, so its reuse comes from itself, not from the run before.
+    connection.backend.flush_cache()
     probed = run_session(connection, get_task("kv"), sample, mode, spec, count)
+    connection.backend.flush_cache()
     plain = run_session(connection, get_task("kv"), sample, mode, replace(spec, gold_likelihood=False), count)
     assert probed.error is None and not probed.notes, probed.notes
     assert len(probed.records) == 3  # turn 1, and later turns over the session's cache

@@ -38,10 +38,11 @@ Targets: (b)/(a) wall time >= 3x at 4K; (a)'s computed prefill tokens within 5% 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from benchmarks.measure import (
     computed_prefill, expected_prefill, fmt_pct, fmt_ratio, load_note, load_text, ratio, table, target_line, within,
@@ -170,14 +171,13 @@ class Measured:
     started: float = 0.0
 
 
-def measure(args: argparse.Namespace, task, modes: tuple[str, ...], backends: tuple[str, ...]) -> Measured:
+def measure(args: argparse.Namespace, task, sample, modes: tuple[str, ...], backends: tuple[str, ...]) -> Measured:
     """Each backend with and without the radix cache, one server each, the same session on all."""
     from kvmethods import get_method
     from runtime.backend import connect
     from runtime.method_server import serve_method
 
     run = Measured(load_before=load_note(), started=time.monotonic())
-    sample = None
     for backend in backends:
         run.results[backend] = {}
         for label, extra in CONFIGS:
@@ -185,11 +185,7 @@ def measure(args: argparse.Namespace, task, modes: tuple[str, ...], backends: tu
                               extra_args=extra, kvm_always=backend == "kvm") as server:
                 run.servers[f"{backend}/{label}"] = {"command": server.command, "startup_s": round(server.startup_seconds, 1)}
                 conn = connect(server.url)
-                if sample is None:
-                    from benchmarks.samples import kv_samples
-
-                    sample = kv_samples(conn.tokenizer, context_tokens=args.context_tokens, turns=args.turns,
-                                        seed=args.seed)[0]
+                if not run.context_tokens:  # the first server: count with the tokenizer it serves
                     run.context_tokens = len(conn.tokenizer.encode(sample.context))
                     run.decode_tokens = decode_length(args.decode_tokens, conn.tokenizer, sample)
                 warm_up(server.url)
@@ -298,6 +294,34 @@ def print_why_missed(task, modes, backend: str, run: Measured, wall_ratios: dict
               "MLP, not its attention." if backend == "native" else "."))
 
 
+def session_that_fits(args: argparse.Namespace, task):
+    """The benchmark's session, generated with the embedded model's tokenizer; exits 2 with one line
+    when its last multi-turn prompt plus an answer does not fit the model's context window."""
+    from benchmarks.samples import kv_samples, reconstruct_prompts
+    from commands.bench_checks import local_model_limits
+    from runtime.backend import load_tokenizer
+    from runtime.model import resolve_model
+
+    path = resolve_model(EMBEDDED)
+    tokenizer = load_tokenizer(path)
+    try:
+        sample = kv_samples(tokenizer, context_tokens=args.context_tokens, turns=args.turns, seed=args.seed)[0]
+    except ValueError as err:
+        exit_usage(f"--context-tokens {args.context_tokens} --turns {args.turns}: {err}")
+    window = local_model_limits(path).context_length
+    decode = decode_length(args.decode_tokens, tokenizer, sample) or task.max_new_tokens
+    longest = len(tokenizer.encode(reconstruct_prompts(tokenizer, task, sample, "multi-turn")["prompts"][-1])) + decode
+    if window and longest > window:
+        exit_usage(f"--context-tokens {args.context_tokens} --turns {args.turns}: the last multi-turn prompt and its "
+                   f"answer take {longest} tokens, over the model's context length {window}; give a smaller size")
+    return sample
+
+
+def exit_usage(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     modes = choice_list(args.modes, MODES, "--modes")
@@ -306,9 +330,10 @@ def main(argv=None) -> None:
     from runtime.versions import versions
 
     task = get_task("kv")
+    sample = session_that_fits(args, task)  # before any server starts
     args.out.mkdir(parents=True, exist_ok=True)
 
-    run = measure(args, task, modes, backends)
+    run = measure(args, task, sample, modes, backends)
 
     print_sessions(args, task, modes, backends, run)
     ratios = print_ratios(modes, backends, run)

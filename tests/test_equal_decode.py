@@ -75,3 +75,22 @@ def test_every_answer_decodes_exactly_the_fixed_length(connection, mode):
     assert len(answering) == 2
     assert [c.meta["completion_tokens"] for c in answering] == [9, 9]
     assert [r["completion_tokens"] for r in state.ret_value] == [9, 9]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--context-tokens", "8000"], "the last multi-turn prompt and its answer take"),
+    (["--context-tokens", "30"], "need at least 5"),
+])
+def test_a_session_that_cannot_fit_is_refused_before_any_server_starts(tmp_path, args, expected):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.kv_reuse", *args, "--out", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    last = result.stderr.strip().splitlines()[-1]  # after the embedded model's first-use conversion, if any
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert last.startswith("error: ") and expected in last and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not out.exists()

@@ -28,7 +28,9 @@ def warm_up(url: str) -> None:
 
 
 def flush_cache(url: str) -> None:
-    req = urllib.request.Request(url.rstrip("/") + "/flush_cache", method="POST")
+    from runtime.isolation import FLUSH_IDLE_TIMEOUT_S  # waits for the scheduler to go idle
+
+    req = urllib.request.Request(url.rstrip("/") + f"/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}", method="POST")
     with urllib.request.urlopen(req, timeout=60) as resp:
         resp.read()
 

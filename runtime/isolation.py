@@ -14,9 +14,13 @@ from __future__ import annotations
 import copy
 import uuid
 
+import sglang.lang.backend.runtime_endpoint as runtime_endpoint
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint
 
-__all__ = ["NamespacedEndpoint", "session_namespace"]
+__all__ = ["FLUSH_IDLE_TIMEOUT_S", "NamespacedEndpoint", "session_namespace"]
+
+# How long a flush waits for the scheduler to go idle (SGLang's `/flush_cache?timeout=`).
+FLUSH_IDLE_TIMEOUT_S = 60
 
 
 class NamespacedEndpoint(RuntimeEndpoint):
@@ -31,6 +35,16 @@ class NamespacedEndpoint(RuntimeEndpoint):
         bound = copy.copy(self)
         bound.namespace = namespace
         return bound
+
+    def flush_cache(self) -> None:
+        """Flush the radix cache once the scheduler is idle. A request's response can arrive while
+        the scheduler still holds it in its batch; a flush sent then, without a timeout, is refused
+        ("Flush cache failed.") and would fail the session that asked for it."""
+        res = runtime_endpoint.http_request(
+            f"{self.base_url}/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}", api_key=self.api_key, verify=self.verify,
+            method="POST",
+        )
+        self._assert_success(res)
 
     def _add_images(self, s, data) -> None:
         # Called by every request-building method of RuntimeEndpoint (generate, generate_stream,

@@ -28,10 +28,10 @@ def warm_up(url: str) -> None:
 
 
 def flush_cache(url: str) -> None:
-    from runtime.isolation import FLUSH_IDLE_TIMEOUT_S  # waits for the scheduler to go idle
+    from runtime.isolation import FLUSH_IDLE_TIMEOUT_S, flush_url  # waits for the scheduler to go idle
 
-    req = urllib.request.Request(url.rstrip("/") + f"/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}", method="POST")
-    with urllib.request.urlopen(req, timeout=60) as resp:
+    req = urllib.request.Request(flush_url(url), method="POST")
+    with urllib.request.urlopen(req, timeout=FLUSH_IDLE_TIMEOUT_S + 30) as resp:  # outlasts the server's wait
         resp.read()
 
 

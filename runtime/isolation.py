@@ -17,10 +17,17 @@ import uuid
 import sglang.lang.backend.runtime_endpoint as runtime_endpoint
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint
 
-__all__ = ["FLUSH_IDLE_TIMEOUT_S", "NamespacedEndpoint", "session_namespace"]
+__all__ = ["FLUSH_IDLE_TIMEOUT_S", "NamespacedEndpoint", "flush_url", "session_namespace"]
 
 # How long a flush waits for the scheduler to go idle (SGLang's `/flush_cache?timeout=`).
 FLUSH_IDLE_TIMEOUT_S = 60
+
+
+def flush_url(base_url: str) -> str:
+    """The flush that waits for the scheduler to go idle. A request's response can arrive while the
+    scheduler still holds it in its batch; a flush sent then without a timeout is refused ("Flush
+    cache failed.") and would fail the session that asked for it."""
+    return f"{base_url.rstrip('/')}/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}"
 
 
 class NamespacedEndpoint(RuntimeEndpoint):
@@ -37,13 +44,9 @@ class NamespacedEndpoint(RuntimeEndpoint):
         return bound
 
     def flush_cache(self) -> None:
-        """Flush the radix cache once the scheduler is idle. A request's response can arrive while
-        the scheduler still holds it in its batch; a flush sent then, without a timeout, is refused
-        ("Flush cache failed.") and would fail the session that asked for it."""
-        res = runtime_endpoint.http_request(
-            f"{self.base_url}/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}", api_key=self.api_key, verify=self.verify,
-            method="POST",
-        )
+        """Flush the radix cache once the scheduler is idle (`flush_url`)."""
+        res = runtime_endpoint.http_request(flush_url(self.base_url), api_key=self.api_key, verify=self.verify,
+                                            method="POST")
         self._assert_success(res)
 
     def _add_images(self, s, data) -> None:

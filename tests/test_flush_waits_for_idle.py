@@ -42,6 +42,7 @@ def test_benchmark_flush_waits_too(monkeypatch):
         def read(self):
             return b""
 
-    monkeypatch.setattr(serving.urllib.request, "urlopen", lambda req, timeout: opened.append(req.full_url) or _Opened())
+    monkeypatch.setattr(serving.urllib.request, "urlopen",
+                        lambda req, timeout: opened.append((req.full_url, timeout)) or _Opened())
     serving.flush_cache("http://127.0.0.1:1/")
-    assert opened == [f"http://127.0.0.1:1/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}"]
+    assert opened == [(f"http://127.0.0.1:1/flush_cache?timeout={FLUSH_IDLE_TIMEOUT_S}", FLUSH_IDLE_TIMEOUT_S + 30)]

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from benchmarks.serving import flush_cache
 from flashinfer_ext.plugin import STATS_DETAIL_ENV
 from flashinfer_ext.server_settings import server_settings
 from kvmethods import get_method, method_names
@@ -34,10 +35,6 @@ def generate(url: str, prompt: str, max_new_tokens: int = 4, **extra) -> dict:
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
-
-
-def flush(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(url + "/flush_cache", method="POST"), timeout=30).read()
 
 
 def kvm_server(model_path, work, spec: str, *args: str, force_plugin: bool = False, dtype: str | None = None):
@@ -86,7 +83,7 @@ def test_snapkv_compression_is_shared_by_forks_and_turns_and_reset_on_rewrite(ti
         prompt_len = first["meta_info"]["prompt_tokens"]
         forks = [generate(server.url, context + " " + text(20, seed), 2) for seed in (4, 5)]
         turn3 = generate(server.url, context + " " + text(20, 4) + " " + text(30, 6), 2)
-        flush(server.url)
+        flush_cache(server.url)
         short = generate(server.url, text(30, 7), 2)  # reuses freed slots; shorter than the budget
     stats = stats_by_rid(stats_path)
 

@@ -171,13 +171,16 @@ class Measured:
     started: float = 0.0
 
 
-def measure(args: argparse.Namespace, task, sample, modes: tuple[str, ...], backends: tuple[str, ...]) -> Measured:
-    """Each backend with and without the radix cache, one server each, the same session on all."""
+def measure(args: argparse.Namespace, task, session: tuple, modes: tuple[str, ...], backends: tuple[str, ...]) -> Measured:
+    """Each backend with and without the radix cache, one server each, the same session on all
+    (`session`: what `session_that_fits` returns)."""
     from kvmethods import get_method
     from runtime.backend import connect
     from runtime.method_server import serve_method
 
-    run = Measured(load_before=load_note(), started=time.monotonic())
+    sample, context_tokens, decode_tokens = session
+    run = Measured(load_before=load_note(), started=time.monotonic(), context_tokens=context_tokens,
+                   decode_tokens=decode_tokens)
     for backend in backends:
         run.results[backend] = {}
         for label, extra in CONFIGS:
@@ -185,9 +188,6 @@ def measure(args: argparse.Namespace, task, sample, modes: tuple[str, ...], back
                               extra_args=extra, kvm_always=backend == "kvm") as server:
                 run.servers[f"{backend}/{label}"] = {"command": server.command, "startup_s": round(server.startup_seconds, 1)}
                 conn = connect(server.url)
-                if not run.context_tokens:  # the first server: count with the tokenizer it serves
-                    run.context_tokens = len(conn.tokenizer.encode(sample.context))
-                    run.decode_tokens = decode_length(args.decode_tokens, conn.tokenizer, sample)
                 warm_up(server.url)
                 run.results[backend][label] = {}
                 for mode in modes:
@@ -294,8 +294,9 @@ def print_why_missed(task, modes, backend: str, run: Measured, wall_ratios: dict
               "MLP, not its attention." if backend == "native" else "."))
 
 
-def session_that_fits(args: argparse.Namespace, task):
-    """The benchmark's session, generated with the embedded model's tokenizer; exits 2 with one line
+def session_that_fits(args: argparse.Namespace, task) -> tuple:
+    """(the benchmark's session, its context tokens, tokens each answer decodes or None), generated
+    and counted with the embedded model's tokenizer (the one its servers use); exits 2 with one line
     when its last multi-turn prompt plus an answer does not fit the model's context window."""
     from benchmarks.samples import kv_samples, reconstruct_prompts
     from commands.bench_checks import local_model_limits
@@ -309,12 +310,13 @@ def session_that_fits(args: argparse.Namespace, task):
     except ValueError as err:
         exit_usage(f"--context-tokens {args.context_tokens} --turns {args.turns}: {err}")
     window = local_model_limits(path).context_length
-    decode = decode_length(args.decode_tokens, tokenizer, sample) or task.max_new_tokens
-    longest = len(tokenizer.encode(reconstruct_prompts(tokenizer, task, sample, "multi-turn")["prompts"][-1])) + decode
+    decode = decode_length(args.decode_tokens, tokenizer, sample)
+    last_prompt = reconstruct_prompts(tokenizer, task, sample, "multi-turn")["prompts"][-1]
+    longest = len(tokenizer.encode(last_prompt)) + (decode or task.max_new_tokens)
     if window and longest > window:
         exit_usage(f"--context-tokens {args.context_tokens} --turns {args.turns}: the last multi-turn prompt and its "
                    f"answer take {longest} tokens, over the model's context length {window}; give a smaller size")
-    return sample
+    return sample, len(tokenizer.encode(sample.context)), decode
 
 
 def exit_usage(message: str) -> NoReturn:
@@ -330,10 +332,10 @@ def main(argv=None) -> None:
     from runtime.versions import versions
 
     task = get_task("kv")
-    sample = session_that_fits(args, task)  # before any server starts
+    session = session_that_fits(args, task)  # before any server starts
     args.out.mkdir(parents=True, exist_ok=True)
 
-    run = measure(args, task, sample, modes, backends)
+    run = measure(args, task, session, modes, backends)
 
     print_sessions(args, task, modes, backends, run)
     ratios = print_ratios(modes, backends, run)

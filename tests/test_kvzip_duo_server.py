@@ -9,11 +9,12 @@ import urllib.request
 
 import pytest
 
+from benchmarks.serving import flush_cache
 from flashinfer_ext.plugin import STATS_DETAIL_ENV
 from kvmethods.kvzip import KVzip
 from programs.context_scoring import ContextScorer
 from tests.test_cli import cli, point_dirs
-from tests.test_kvm_server import flush, generate, kvm_server, stats_by_rid, text
+from tests.test_kvm_server import generate, kvm_server, stats_by_rid, text
 
 pytestmark = pytest.mark.server
 
@@ -35,7 +36,7 @@ def test_kvzip_scoring_pass_leaves_no_tokens_and_keeps_the_budget(tiny_model_pat
     ids = tiny_tokenizer.encode(context)
     with server:
         assert server.options.env[STATS_DETAIL_ENV] == "1"
-        flush(server.url)
+        flush_cache(server.url)
         generate(server.url, context, 1, extra_key=namespace)  # commit the context
         method = KVzip(budget=budget, level="pair-uniform", chunk_size=150)
         scorer = ContextScorer(server.url, tiny_tokenizer, method, None, namespace, sample_context=context[40:])
